@@ -1,0 +1,20 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv first.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+$(BIN)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# The CPU build of torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[tflite,dev]"
+	touch $@
+
+.PHONY: install demo test
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/edgeresnet compress --target tflite-int8
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q

@@ -1,0 +1,261 @@
+"""The `edgeresnet` command: parse, call the API, print.
+
+Results go to stdout (a table, or JSON with --json); progress and messages go to
+stderr. Every error caused by the user's input is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import EdgeResNetError
+
+# The same flag means the same thing in every command.
+model_argument = click.argument("model", required=False, metavar="[MODEL]")
+arch_option = click.option("--arch", help="Architecture name (e.g. resnet56); overrides detection from the weights.")
+trust_option = click.option("--trust-checkpoint", is_flag=True,
+                            help="Allow a checkpoint that needs full unpickling (it can run code: only for files you trust).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+data_option = click.option("--data", type=click.Path(path_type=Path), help="Evaluation images: ImageFolder directory, .zip of one, or .npz.")
+limit_option = click.option("--limit", type=click.IntRange(min=1), help="Evaluate a seeded random subset of this many images.")
+seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsets and calibration.")
+threads_option = click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="CPU threads for inference.")
+
+
+def preprocess_options(function):
+    options = [
+        click.option("--input-size", type=click.IntRange(min=1), help="Model input size in pixels (CIFAR 32, ImageNet 224)."),
+        click.option("--resize", help="Resize the shorter side to this many pixels before the centre crop, or 'none'."),
+        click.option("--mean", help="Normalisation mean per channel, e.g. 0.485,0.456,0.406."),
+        click.option("--std", help="Normalisation std per channel, e.g. 0.229,0.224,0.225."),
+        click.option("--channel-order", type=click.Choice(["RGB", "BGR"]), help="Channel order the model expects."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+class Group(click.Group):
+    """Turns every user error, ours or click's, into one line and exit code 2."""
+
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except EdgeResNetError as error:
+            fail(error.one_line())
+        except click.UsageError as error:
+            if type(error).__name__.startswith("NoArgsIsHelp"):  # bare `edgeresnet`: help, as asked
+                click.echo(error.ctx.get_help())
+                return
+            hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
+            fail(f"{error.format_message()}{hint}")
+        except click.exceptions.Abort:
+            fail("interrupted", code=130)
+        except KeyboardInterrupt:
+            fail("interrupted", code=130)
+        except click.exceptions.Exit as done:
+            sys.exit(done.exit_code)
+
+
+def fail(message: str, code: int = 2):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgeresnet")
+def main():
+    """Turn a trained PyTorch ResNet into measured, deployable edge artifacts."""
+
+
+def _model_and_data(model_path, data_path, arch, trust, preprocess_overrides, need_data=True):
+    from .assets import DEMO_DATA, DEMO_MODEL
+    from .data import open_dataset
+
+    if model_path is None:
+        model_path = DEMO_MODEL
+        data_path = data_path or DEMO_DATA
+        log(f"no MODEL given: using the embedded demo ResNet-20 and {Path(data_path).name}")
+    if data_path is None and need_data:
+        raise EdgeResNetError("no evaluation data given", "pass --data with an ImageFolder directory, a .zip of one, or an .npz")
+    data = open_dataset(data_path) if data_path is not None else None
+    model = _load(model_path, arch, trust, preprocess_overrides, data.classes if data else None)
+    return model, data
+
+
+def _load(model_path, arch, trust, overrides, labels):
+    from .stages.load import load_model
+
+    model = load_model(model_path, arch=arch, trust_checkpoint=trust, labels=labels)
+    if any(value is not None for value in overrides.values()):
+        model = model.replace(preprocess=_override_preprocess(model.preprocess, **overrides))
+    return model
+
+
+def _override_preprocess(spec, input_size, resize, mean, std, channel_order):
+    from pydantic import ValidationError
+
+    changes = {}
+    if input_size is not None:
+        changes["input_size"] = input_size
+    if resize is not None:
+        changes["resize"] = None if resize.lower() == "none" else _number(resize, int, "--resize")
+    for name, value in (("mean", mean), ("std", std)):
+        if value is not None:
+            parts = [_number(p, float, f"--{name}") for p in value.split(",")]
+            if len(parts) != 3:
+                raise EdgeResNetError(f"--{name} needs three comma-separated numbers, got {value!r}", "e.g. 0.5,0.5,0.5")
+            changes[name] = tuple(parts)
+    if channel_order is not None:
+        changes["channel_order"] = channel_order
+    try:
+        return type(spec).model_validate({**spec.model_dump(), **changes})
+    except ValidationError as error:
+        raise EdgeResNetError(f"invalid preprocessing: {error.errors()[0]['msg']}", "check --input-size, --resize, --mean and --std") from None
+
+
+def _number(text, kind, flag):
+    try:
+        return kind(text)
+    except ValueError:
+        raise EdgeResNetError(f"{flag} expects a number, got {text!r}") from None
+
+
+def _print_json(payload) -> None:
+    click.echo(json.dumps(payload, indent=2))
+
+
+@main.command()
+@model_argument
+@data_option
+@click.option("--train-data", type=click.Path(path_type=Path), help="Images to calibrate on (default: --data).")
+@click.option("--target", "targets", multiple=True, help="Export target, repeatable or comma-separated (see `edgeresnet targets`).")
+@click.option("--out", type=click.Path(path_type=Path), help="Run directory (default: runs/<arch>-<time>).")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it already holds a run.")
+@click.option("--calibration-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images for int8 calibration.")
+@click.option("--io-dtype", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True,
+              help="Input and output type of int8 TFLite files.")
+@arch_option
+@trust_option
+@limit_option
+@seed_option
+@threads_option
+@preprocess_options
+@json_option
+def compress(model, data, train_data, targets, out, overwrite, calibration_size, io_dtype, arch, trust_checkpoint,
+             limit, seed, threads, as_json, **preprocess):
+    """Quantize MODEL and export it to each --target, verified and measured on --data.
+
+    With no MODEL and no --data, runs on the embedded demo ResNet-20 and 300 CIFAR-10 images.
+    """
+    import time
+
+    from .data import open_dataset
+    from .export import ExportConfig, parse_targets
+    from .pipeline import CompressOptions, compress as run_compress
+    from .report import results_table
+    from .stages.calibrate import CalibrationConfig
+
+    target_list = parse_targets(targets)  # before any slow work: a typo fails at once
+    loaded, dataset = _model_and_data(model, data, arch, trust_checkpoint, preprocess)
+    dataset = dataset.subset(limit, seed=seed)
+    calibration_data = open_dataset(train_data) if train_data else None
+    options = CompressOptions(
+        calibration=CalibrationConfig(size=calibration_size, seed=seed),
+        export=ExportConfig(io_dtype=io_dtype), threads=threads,
+    )
+    out = out or Path("runs") / f"{loaded.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    report = run_compress(loaded, dataset, target_list, out, calibration_data=calibration_data,
+                          options=options, overwrite=overwrite, log=log)
+    log(f"wrote {out}")
+    if as_json:
+        _print_json({"run": str(out), **report.model_dump()})
+    else:
+        from rich.console import Console
+
+        Console().print(results_table(report))
+
+
+@main.command()
+@model_argument
+@arch_option
+@trust_option
+@preprocess_options
+@json_option
+def inspect(model, arch, trust_checkpoint, as_json, **preprocess):
+    """Architecture, parameters, MACs, width per stage and residual channel groups of MODEL."""
+    from .inspection import inspect_model, summary_table
+
+    loaded, _ = _model_and_data(model, None, arch, trust_checkpoint, preprocess, need_data=False)
+    summary = inspect_model(loaded)
+    if as_json:
+        _print_json(summary)
+    else:
+        from rich.console import Console
+
+        Console().print(summary_table(summary))
+
+
+@main.command("evaluate")
+@model_argument
+@data_option
+@arch_option
+@trust_option
+@limit_option
+@seed_option
+@threads_option
+@preprocess_options
+@json_option
+def evaluate_command(model, data, arch, trust_checkpoint, limit, seed, threads, as_json, **preprocess):
+    """Top-1 and top-5 of MODEL on --data."""
+    from .evaluate import evaluate
+
+    loaded, dataset = _model_and_data(model, data, arch, trust_checkpoint, preprocess)
+    dataset = dataset.subset(limit, seed=seed)
+    accuracy = evaluate(loaded.predictor(threads), dataset, loaded.preprocess, progress="Evaluating")
+    result = {"model": loaded.source, "arch": loaded.arch, "data": dataset.source,
+              "samples": accuracy.n, "top1": accuracy.top1, "top5": accuracy.top5}
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(f"{loaded.arch}: top-1 {accuracy.top1:.2f}%  top-5 {accuracy.top5:.2f}%  on {accuracy.n} images")
+
+
+@main.command("models")
+@click.option("--family", type=click.Choice(["cifar", "imagenet"]), help="Only this family.")
+@json_option
+def models_command(family, as_json):
+    """The model zoo: architectures MODEL files are detected as, or --arch can name."""
+    from .models import family_of, list_models
+
+    names = list_models(family)
+    if as_json:
+        _print_json([{"name": n, "family": family_of(n)} for n in names])
+    else:
+        for name in names:
+            click.echo(f"{name:<20} {family_of(name)}")
+
+
+@main.command("targets")
+@json_option
+def targets_command(as_json):
+    """Export targets that --target accepts."""
+    from .export.targets import TARGETS
+
+    if as_json:
+        _print_json([{"name": t.name, "runtime": t.runtime, "precision": t.precision} for t in TARGETS.values()])
+    else:
+        for target in TARGETS.values():
+            click.echo(f"{target.name:<14} {target.runtime:<8} {target.precision}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""One error type the user sees.
+
+Every failure caused by the user's input (a file, a flag, a recipe, a data set) raises
+an ``EdgeResNetError``. Its message is one line that says what was wrong and how to fix
+it; the CLI prints it and exits with code 2, without a traceback. Anything else that
+escapes is a bug in edgeresnet and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class EdgeResNetError(Exception):
+    """A problem with the user's input, explained in one line with a fix."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None):
+        self.message = message
+        self.hint = hint
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        text = self.message.rstrip(".")
+        if self.hint:
+            text += f"; {self.hint.rstrip('.')}"
+        text = " ".join(text.split())
+        return text if text.endswith("?") else text + "."
+
+
+class CheckpointError(EdgeResNetError):
+    """The model file cannot be read, or is not safe to read."""
+
+
+class ArchitectureError(EdgeResNetError):
+    """The weights do not fit a ResNet of the zoo, or the asked-for architecture."""
+
+
+class DataError(EdgeResNetError):
+    """The data set is missing, empty, unlabelled or unreadable."""
+
+
+class TargetError(EdgeResNetError):
+    """An unknown or conflicting export target."""
+
+
+class ConversionError(EdgeResNetError):
+    """A converter could not take the model; the message carries its reason."""
+
+
+class VerificationError(EdgeResNetError):
+    """An exported artifact does not do what the PyTorch model does."""
+
+
+def closest(name: str, choices, n: int = 3) -> str:
+    """'did you mean' text for an unknown name, or a list of what exists."""
+    import difflib
+
+    choices = sorted(choices)
+    matches = difflib.get_close_matches(name, choices, n=n, cutoff=0.5)
+    if matches:
+        return "did you mean " + " or ".join(repr(m) for m in matches) + "?"
+    return "choose one of: " + ", ".join(choices)

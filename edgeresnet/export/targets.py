@@ -1,0 +1,51 @@
+"""The export targets `--target` accepts, and how a list of them is parsed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from ..errors import TargetError, closest
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str  # what the user types, e.g. "tflite-int8"
+    runtime: str  # "tflite" or "onnx"; the runner picks its runtime by this
+    precision: str  # "fp32", "fp16" or "int8"
+    suffix: str  # file extension of the artifact
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.precision == "int8"
+
+    @property
+    def extra(self) -> str:
+        """The pip extra that installs this target's converter."""
+        return {"tflite": "tflite", "onnx": "onnx"}[self.runtime]
+
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target("onnx", "onnx", "fp32", ".onnx"),
+        Target("tflite-fp32", "tflite", "fp32", ".tflite"),
+        Target("tflite-fp16", "tflite", "fp16", ".tflite"),
+        Target("tflite-int8", "tflite", "int8", ".tflite"),
+    )
+}
+
+
+def parse_targets(values: Iterable[str]) -> list[Target]:
+    """'tflite-int8,onnx' or repeated flags -> targets in the order given, once each."""
+    names = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    if not names:
+        raise TargetError("no export target given", "pass --target, e.g. --target tflite-int8")
+    targets: list[Target] = []
+    for name in names:
+        target = TARGETS.get(name.lower())
+        if target is None:
+            raise TargetError(f"unknown target {name!r}", closest(name.lower(), TARGETS))
+        if target not in targets:
+            targets.append(target)
+    return targets

@@ -1,0 +1,57 @@
+"""`edgeresnet inspect`: what a model is, what it costs, and which channels are tied."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .model import Model
+from .models.summary import count_macs, count_params, residual_groups, stage_widths
+
+
+def inspect_model(model: Model) -> dict[str, Any]:
+    size = model.preprocess.input_size
+    groups = residual_groups(model.module)
+    return {
+        "arch": model.arch,
+        "family": model.family,
+        "options": model.options,
+        "source": model.source,
+        "num_classes": model.num_classes,
+        "input_size": size,
+        "params": count_params(model.module),
+        "macs": count_macs(model.module, size),
+        "stage_widths": list(stage_widths(model.module)),
+        "residual_groups": [dataclasses.asdict(group) for group in groups],
+        "preprocessing": model.preprocess.model_dump(),
+    }
+
+
+def summary_table(summary: dict[str, Any]):
+    from rich.console import Group
+    from rich.table import Table
+
+    facts = Table(show_header=False, box=None)
+    facts.add_row("architecture", summary["arch"] + _options_text(summary["options"]))
+    facts.add_row("parameters", f"{summary['params']:,}")
+    facts.add_row("MACs", f"{summary['macs'] / 1e6:,.1f} M at {summary['input_size']}x{summary['input_size']}")
+    facts.add_row("classes", str(summary["num_classes"]))
+    facts.add_row("stage widths", " / ".join(map(str, summary["stage_widths"])))
+
+    groups = Table(title="Channels tied by residual additions (pruned together or not at all)")
+    for column in ("stage", "channels", "written by", "read by", "zero-padded from"):
+        groups.add_column(column)
+    for group in summary["residual_groups"]:
+        pad = group["padded_from"]
+        padded = f"{pad['source']} -> channels {pad['offset']}..{pad['offset'] + pad['channels'] - 1}" if pad else ""
+        groups.add_row(group["stage"], str(group["channels"]), _names(group["producers"]), _names(group["consumers"]), padded)
+    return Group(facts, groups)
+
+
+def _options_text(options: dict) -> str:
+    return " (" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")" if options else ""
+
+
+def _names(names) -> str:
+    names = list(names)
+    return ", ".join(names) if len(names) <= 4 else ", ".join(names[:3]) + f", ... ({len(names)} modules)"

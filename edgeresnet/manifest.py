@@ -1,0 +1,124 @@
+"""manifest.json: what an artifact is, how to feed it, and what it was measured to do.
+
+Written beside every exported file and read by the runner (so this module imports
+neither torch nor TensorFlow). An app developer reads it to know the input layout,
+dtype, quantization and preprocessing; the runner reads it to check the file's sha256
+and to compute the accuracy delta against the recorded baseline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import EdgeResNetError
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+class TensorSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str
+    shape: list[int]
+    dtype: str
+    layout: str | None = None  # "NHWC" or "NCHW" for image inputs
+    scale: float | None = None  # set when the tensor is quantized: real = scale * (q - zero_point)
+    zero_point: int | None = None
+
+
+class AccuracySpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    top1: float
+    top5: float
+    samples: int
+    data: str
+
+
+class Fidelity(BaseModel):
+    """How closely the artifact follows the PyTorch model on the same images."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    samples: int
+    agreement: float  # percent of equal top-1 predictions
+    near_ties: int = 0  # flips where PyTorch's own two logits were within rounding of each other
+    max_abs_diff: float  # largest logit difference
+    threshold: float  # the agreement the export required
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: int = SCHEMA_VERSION
+    target: str
+    runtime: str
+    precision: str
+    file: str
+    sha256: str
+    size_bytes: int
+    input: TensorSpec
+    output: TensorSpec
+    preprocessing: dict[str, Any]
+    labels: list[str] | None
+    source_model: dict[str, Any]
+    baseline: AccuracySpec | None = None  # the FP32 PyTorch model on the evaluation data
+    accuracy: AccuracySpec | None = None  # this artifact on the same data
+    fidelity: Fidelity | None = None
+    tools: dict[str, str]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tool_versions(*packages: str) -> dict[str, str]:
+    versions = {"edgeresnet": _version("edgeresnet")}
+    for package in packages:
+        version = _version(package)
+        if version != "not installed":
+            versions[package] = version
+    return versions
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def write_manifest(manifest: Manifest, directory: Path) -> Path:
+    path = directory / MANIFEST_NAME
+    path.write_text(manifest.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def read_manifest(path: Path) -> Manifest:
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    try:
+        return Manifest.model_validate(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise EdgeResNetError(f"no manifest at {path}", "point at a directory written by `edgeresnet compress`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        raise EdgeResNetError(f"{path} is not a valid edgeresnet manifest ({first})", "re-export the artifact") from None
+
+
+def check_artifact(manifest: Manifest, directory: Path) -> Path:
+    """The artifact's path, once its bytes match the manifest's sha256."""
+    path = Path(directory) / manifest.file
+    if not path.is_file():
+        raise EdgeResNetError(f"{path} is missing", "re-export the artifact")
+    if sha256_file(path) != manifest.sha256:
+        raise EdgeResNetError(f"{path} does not match the sha256 in its manifest", "the file changed after export: re-export it")
+    return path

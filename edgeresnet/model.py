@@ -1,0 +1,74 @@
+"""The value that travels through the pipeline: a network plus what describes it.
+
+Stages take a ``Model`` and return a new one (``dataclasses.replace``); they never
+change the one they were given. Exporters and manifests read the description, so an
+artifact always knows its input size, preprocessing, labels and where it came from.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .preprocess import Preprocess
+
+
+@dataclass(frozen=True)
+class Model:
+    module: nn.Module
+    arch: str
+    family: str  # "cifar" or "imagenet": decides default preprocessing
+    preprocess: Preprocess
+    num_classes: int
+    labels: tuple[str, ...] | None = None
+    source: str = "<module>"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def replace(self, **changes) -> "Model":
+        return dataclasses.replace(self, **changes)
+
+    def copy_module(self) -> nn.Module:
+        """A deep copy to change, so that stages leave their input untouched."""
+        return copy.deepcopy(self.module)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        size = self.preprocess.input_size
+        return (1, 3, size, size)
+
+    def fingerprint(self) -> str:
+        """sha256 of the weights, independent of file format and key order."""
+        digest = hashlib.sha256()
+        for key, tensor in sorted(self.module.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+    def predictor(self, threads: int | None = None):
+        """A numpy NCHW float32 batch -> numpy logits callable, for evaluate()."""
+        module = self.module.eval()
+
+        def predict(batch: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return module(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+
+        if threads:
+            torch.set_num_threads(threads)
+        return predict
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "arch": self.arch,
+            "family": self.family,
+            "num_classes": self.num_classes,
+            "source": self.source,
+            "options": self.options,
+            "sha256": self.fingerprint(),
+        }

@@ -1,0 +1,95 @@
+"""One place that knows every model by name, and one way to build them: ``create``.
+
+Builders register themselves with ``@register(family)``; their keyword arguments are
+the options a user may pass (``create("resnet56", num_classes=100)``). The family says
+which preprocessing and input size fit: "imagenet" (224x224) or "cifar" (32x32).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+from torch import nn
+
+from edgeresnet.errors import ArchitectureError, closest
+
+Family = Literal["imagenet", "cifar"]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Callable[..., nn.Module]
+    family: Family
+
+
+_MODELS: dict[str, _Entry] = {}
+
+
+def register(family: Family) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: make a builder available under its function name."""
+
+    def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _MODELS[builder.__name__] = _Entry(builder, family)
+        return builder
+
+    return add
+
+
+def list_models(family: Family | None = None) -> list[str]:
+    return sorted(name for name, entry in _MODELS.items() if family in (None, entry.family))
+
+
+def family_of(name: str) -> Family:
+    return _entry(name).family
+
+
+def defaults(name: str) -> dict[str, Any]:
+    """The options a model takes, with their default values."""
+    parameters = inspect.signature(_entry(name).builder).parameters.values()
+    return {p.name: p.default for p in parameters}
+
+
+def create(name: str, **options: Any) -> nn.Module:
+    valid = defaults(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ArchitectureError(
+            f"{name} has no option {', '.join(map(repr, unknown))}",
+            hint=f"valid options: {', '.join(valid)}",
+        )
+    for key, value in options.items():
+        # Options often come from text (a CLI flag, a recipe): catch "num_classes=ten" here
+        # rather than as a TypeError deep inside the builder.
+        if type(value) is not type(valid[key]):
+            raise ArchitectureError(
+                f"option {key} of {name} takes {type(valid[key]).__name__} values, got {value!r}",
+                hint=f"for example {key}={valid[key]}",
+            )
+    return _entry(name).builder(**options)
+
+
+def parse(text: str) -> tuple[str, dict[str, Any]]:
+    """Split ``"resnet56:num_classes=100,shortcut=B"`` into a name and options.
+
+    The same form is how an ArchSpec prints itself, and it needs no shell quoting.
+    """
+    name, _, rest = text.strip().partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ArchitectureError(
+                f"cannot read option {item!r} in architecture {text!r}",
+                hint="write options as name:key=value,key=value, e.g. resnet56:num_classes=100",
+            )
+        value = value.strip()
+        options[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
+    return name, options
+
+
+def _entry(name: str) -> _Entry:
+    if name not in _MODELS:
+        raise ArchitectureError(f"unknown model {name!r}", hint=closest(name, _MODELS))
+    return _MODELS[name]

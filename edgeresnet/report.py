@@ -1,0 +1,54 @@
+"""The result of a run: report.json for machines, a table for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+REPORT_SCHEMA_VERSION = 1
+
+
+class ResultRow(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    target: str  # "pytorch-fp32" for the reference row
+    file: str | None
+    size_bytes: int
+    top1: float
+    top5: float
+    delta_top1: float  # points against the PyTorch FP32 model on the same images
+    agreement: float  # percent of top-1 predictions equal to PyTorch FP32's
+    latency: dict[str, Any]  # runner.timing.Latency as a dict, batch 1
+
+
+class RunReport(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: int = REPORT_SCHEMA_VERSION
+    model: dict[str, Any]
+    data: dict[str, Any]
+    calibration: dict[str, Any] | None
+    results: list[ResultRow]
+    seconds: dict[str, float]  # wall time per stage
+    host: dict[str, Any]
+
+
+def results_table(report: RunReport):
+    from rich.table import Table
+
+    table = Table(title=f"{report.model['arch']} on {report.data['samples']} images of {report.data['name']}")
+    for column in ("target", "size", "top-1", "delta", "agree", "p50 latency"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for row in report.results:
+        delta = "" if row.target.startswith("pytorch") else f"{row.delta_top1:+.2f}"
+        table.add_row(
+            row.target, human_size(row.size_bytes), f"{row.top1:.2f}%", delta,
+            f"{row.agreement:.2f}%", f"{row.latency['p50_ms']:.3f} ms",
+        )
+    return table
+
+
+def human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024

@@ -1,0 +1,87 @@
+"""The first end-to-end path: compress to TFLite and ONNX, verified, evaluated, reported."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import edgeresnet
+from edgeresnet.data import open_dataset
+from edgeresnet.export import parse_targets
+from edgeresnet.manifest import read_manifest, sha256_file
+from edgeresnet.runner.runtimes import open_artifact
+
+from helpers import make_image_folder, run_cli
+
+
+def test_demo_runs_with_no_model_and_no_data(tmp_path):
+    """`edgeresnet compress --target tflite-int8` on the embedded ResNet-20 and images."""
+    out = tmp_path / "demo"
+    result = run_cli("compress", "--target", "tflite-int8", "--out", out, "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)  # stdout holds the JSON alone; progress went to stderr
+    rows = {row["target"]: row for row in report["results"]}
+    assert set(rows) == {"pytorch-fp32", "tflite-int8"}
+    assert report["data"]["samples"] == 300
+    assert rows["pytorch-fp32"]["top1"] > 85  # the fine-tuned model on its own test images
+    assert abs(rows["tflite-int8"]["delta_top1"]) <= 2.0
+    assert rows["tflite-int8"]["agreement"] >= 95
+    assert rows["tflite-int8"]["latency"]["p50_ms"] > 0
+
+    manifest = read_manifest(out / "tflite-int8")
+    artifact = out / "tflite-int8" / manifest.file
+    assert sha256_file(artifact) == manifest.sha256
+    assert manifest.input.dtype == "int8" and manifest.input.layout == "NHWC"
+    assert manifest.input.shape == [1, 32, 32, 3] and manifest.input.scale > 0
+    assert manifest.labels[:2] == ["airplane", "automobile"]
+    assert manifest.baseline.top1 == pytest.approx(rows["pytorch-fp32"]["top1"])
+    assert manifest.fidelity.agreement >= 98
+    assert json.loads((out / "config.json").read_text())["targets"] == ["tflite-int8"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "report.json", "tflite-int8"]
+
+
+def test_compress_tiny_model_to_fp32_targets_matches_pytorch(tmp_path):
+    """Random weights, 2 classes: fp32 files must agree with PyTorch on every image."""
+    data = open_dataset(make_image_folder(tmp_path / "images", classes=("a", "b"), per_class=6))
+    module = edgeresnet.models.create("resnet8", num_classes=2).eval()
+    model = edgeresnet.load_model(module)
+    before = model.fingerprint()
+    report = edgeresnet.compress(model, data, parse_targets(["onnx,tflite-fp32"]), tmp_path / "run")
+    assert model.fingerprint() == before  # stages never change their input
+    rows = {row.target: row for row in report.results}
+    for target in ("onnx", "tflite-fp32"):
+        assert rows[target].agreement == 100.0
+        manifest = read_manifest(tmp_path / "run" / target)
+        assert manifest.fidelity.max_abs_diff < 1e-3
+    # The artifact itself, run again through the runner, gives PyTorch's logits.
+    images = np.stack([np.asarray(data.image(i), dtype=np.float32) for i in range(2)])
+    from edgeresnet.data import normalize
+
+    batch = normalize(images.astype(np.uint8), model.preprocess)
+    tflite = open_artifact(tmp_path / "run" / "tflite-fp32" / "resnet8-tflite-fp32.tflite")
+    np.testing.assert_allclose(tflite(batch), model.predictor()(batch), atol=1e-4)
+
+
+def test_inspect_demo_model_as_json():
+    result = run_cli("inspect", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["arch"] == "resnet20"
+    assert summary["params"] == 269_722  # He et al. report 0.27M
+    assert summary["stage_widths"] == [16, 32, 64]
+    assert len(summary["residual_groups"]) == 3
+    assert summary["residual_groups"][1]["padded_from"]["offset"] == 8
+
+
+@pytest.mark.slow
+def test_resnet20_int8_on_the_full_test_set_is_within_half_a_point(shared, tmp_path):
+    """Done-when of the foundation issue: 10,000 test images, int8 within 0.5 points of FP32."""
+    model = edgeresnet.load_model(shared / "models/cifar/resnet20_cifar10jpeg.pt")
+    data = open_dataset(shared / "datasets/cifar10-jpeg/test.zip")
+    train = open_dataset(shared / "datasets/cifar10-jpeg/train.zip")
+    report = edgeresnet.compress(model, data, parse_targets(["tflite-int8"]), tmp_path / "run", calibration_data=train)
+    fp32, int8 = report.results
+    assert fp32.top1 == pytest.approx(88.59, abs=0.05)
+    assert abs(int8.top1 - fp32.top1) <= 0.5, (int8.top1, fp32.top1)
