@@ -26,17 +26,25 @@ seed_option = click.option("--seed", type=int, default=0, show_default=True, hel
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="CPU threads for inference.")
 
 
-def preprocess_options(function):
-    options = [
-        click.option("--input-size", type=click.IntRange(min=1), help="Model input size in pixels (CIFAR 32, ImageNet 224)."),
-        click.option("--resize", help="Resize the shorter side to this many pixels before the centre crop, or 'none'."),
-        click.option("--mean", help="Normalisation mean per channel, e.g. 0.485,0.456,0.406."),
-        click.option("--std", help="Normalisation std per channel, e.g. 0.229,0.224,0.225."),
-        click.option("--channel-order", type=click.Choice(["RGB", "BGR"]), help="Channel order the model expects."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+def _stack(*decorators):
+    def apply(function):
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+preprocess_options = _stack(
+    click.option("--input-size", type=click.IntRange(min=1), help="Model input size in pixels (CIFAR 32, ImageNet 224)."),
+    click.option("--resize", help="Resize the shorter side to this many pixels before the centre crop, or 'none'."),
+    click.option("--mean", help="Normalisation mean per channel, e.g. 0.485,0.456,0.406."),
+    click.option("--std", help="Normalisation std per channel, e.g. 0.229,0.224,0.225."),
+    click.option("--channel-order", type=click.Choice(["RGB", "BGR"]), help="Channel order the model expects."),
+)
+# What every command that loads MODEL and evaluates it on --data takes.
+evaluation_options = _stack(arch_option, trust_option, limit_option, seed_option, threads_option, preprocess_options,
+                            json_option)
 
 
 class Group(click.Group):
@@ -143,13 +151,7 @@ def _print_json(payload) -> None:
 @click.option("--calibration-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images for int8 calibration.")
 @click.option("--io-dtype", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True,
               help="Input and output type of int8 TFLite files.")
-@arch_option
-@trust_option
-@limit_option
-@seed_option
-@threads_option
-@preprocess_options
-@json_option
+@evaluation_options
 def compress(model, data, train_data, targets, out, overwrite, calibration_size, io_dtype, arch, trust_checkpoint,
              limit, seed, threads, as_json, **preprocess):
     """Quantize MODEL and export it to each --target, verified and measured on --data.
@@ -207,13 +209,7 @@ def inspect(model, arch, trust_checkpoint, as_json, **preprocess):
 @main.command("evaluate")
 @model_argument
 @data_option
-@arch_option
-@trust_option
-@limit_option
-@seed_option
-@threads_option
-@preprocess_options
-@json_option
+@evaluation_options
 def evaluate_command(model, data, arch, trust_checkpoint, limit, seed, threads, as_json, **preprocess):
     """Top-1 and top-5 of MODEL on --data."""
     from .evaluate import evaluate

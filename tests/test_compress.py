@@ -85,3 +85,19 @@ def test_resnet20_int8_on_the_full_test_set_is_within_half_a_point(shared, tmp_p
     fp32, int8 = report.results
     assert fp32.top1 == pytest.approx(88.59, abs=0.05)
     assert abs(int8.top1 - fp32.top1) <= 0.5, (int8.top1, fp32.top1)
+
+
+def test_torchvision_layout_resnet18_compresses_to_int8(tmp_path):
+    """The ImageNet stem (padded max-pool) converts to a full-integer file that LiteRT runs."""
+    from edgeresnet.preprocess import Preprocess
+
+    data = open_dataset(make_image_folder(tmp_path / "images", classes=("a", "b"), per_class=8, size=80))
+    model = edgeresnet.load_model(edgeresnet.models.create("resnet18", num_classes=2),
+                                  preprocess=Preprocess.imagenet(input_size=64))
+    report = edgeresnet.compress(model, data, parse_targets(["tflite-fp32,tflite-int8"]), tmp_path / "run")
+    rows = {row.target: row for row in report.results}
+    assert rows["tflite-fp32"].agreement == 100.0
+    assert rows["tflite-int8"].agreement >= 98.0  # what the export itself checked on these images
+    manifest = read_manifest(tmp_path / "run" / "tflite-int8")
+    assert manifest.input.shape == [1, 64, 64, 3]
+    assert manifest.preprocessing["resize"] == 73

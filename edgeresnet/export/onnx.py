@@ -28,7 +28,7 @@ def export_onnx(model: Model, path: Path) -> Path:
     import onnx
     import onnxsim
 
-    module = model.copy_module().eval()
+    module = _converter_friendly(model.copy_module().eval())
     example = torch.zeros(model.input_shape)
     try:
         # The exporter narrates on stdout; results go to stdout, so keep it quiet.
@@ -48,6 +48,25 @@ def export_onnx(model: Model, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(simplified, str(path))
     return path
+
+
+def _converter_friendly(module: torch.nn.Module) -> torch.nn.Module:
+    """Rewrite, on the copy being exported, what converters get wrong; the outputs stay identical.
+
+    The torchvision stem's padded max-pool becomes a zero pad and an unpadded max-pool:
+    onnx2tf pads a max-pool with -inf (a PADV2), which int8 TFLite cannot represent and
+    LiteRT aborts on. Zero padding gives the same result because the pool's input comes
+    out of a ReLU, so it is never below zero.
+    """
+    from ..models.resnet import ResNet
+
+    pool = getattr(module, "maxpool", None)
+    if isinstance(module, ResNet) and isinstance(pool, torch.nn.MaxPool2d) and pool.padding:
+        module.maxpool = torch.nn.Sequential(
+            torch.nn.ZeroPad2d(pool.padding),
+            torch.nn.MaxPool2d(pool.kernel_size, pool.stride, padding=0, ceil_mode=pool.ceil_mode),
+        )
+    return module
 
 
 @contextlib.contextmanager
