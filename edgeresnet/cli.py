@@ -6,6 +6,7 @@ stderr. Every error caused by the user's input is one line on stderr and exit co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -76,6 +77,12 @@ def fail(message: str, code: int = 2):
 
 def log(message: str) -> None:
     click.echo(message, err=True)
+
+
+def work_on_stderr():
+    """While the work runs, whatever a library prints (NNCF's progress bars) goes to stderr:
+    stdout carries the result alone, so that `--json` output parses."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -167,16 +174,17 @@ def compress(model, data, train_data, targets, out, overwrite, calibration_size,
     from .stages.calibrate import CalibrationConfig
 
     target_list = parse_targets(targets)  # before any slow work: a typo fails at once
-    loaded, dataset = _model_and_data(model, data, arch, trust_checkpoint, preprocess)
-    dataset = dataset.subset(limit, seed=seed)
-    calibration_data = open_dataset(train_data) if train_data else None
-    options = CompressOptions(
-        calibration=CalibrationConfig(size=calibration_size, seed=seed),
-        export=ExportConfig(io_dtype=io_dtype), threads=threads,
-    )
-    out = out or Path("runs") / f"{loaded.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
-    report = run_compress(loaded, dataset, target_list, out, calibration_data=calibration_data,
-                          options=options, overwrite=overwrite, log=log)
+    with work_on_stderr():
+        loaded, dataset = _model_and_data(model, data, arch, trust_checkpoint, preprocess)
+        dataset = dataset.subset(limit, seed=seed)
+        calibration_data = open_dataset(train_data) if train_data else None
+        options = CompressOptions(
+            calibration=CalibrationConfig(size=calibration_size, seed=seed),
+            export=ExportConfig(io_dtype=io_dtype), threads=threads,
+        )
+        out = out or Path("runs") / f"{loaded.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+        report = run_compress(loaded, dataset, target_list, out, calibration_data=calibration_data,
+                              options=options, overwrite=overwrite, log=log)
     log(f"wrote {out}")
     if as_json:
         _print_json({"run": str(out), **report.model_dump()})

@@ -57,9 +57,10 @@ class Manifest(BaseModel):
     target: str
     runtime: str
     precision: str
-    file: str
-    sha256: str
-    size_bytes: int
+    file: str  # what to load: a .tflite, .onnx, OpenVINO .xml or CoreML .mlpackage
+    sha256: str  # of `file`; for a directory (.mlpackage), of its files' names and contents
+    size_bytes: int  # of every file in `files`
+    files: dict[str, str]  # every file the artifact consists of (an IR's .xml and .bin) -> sha256
     input: TensorSpec
     output: TensorSpec
     preprocessing: dict[str, Any]
@@ -76,6 +77,27 @@ def sha256_file(path: Path) -> str:
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def artifact_files(path: Path) -> list[Path]:
+    """The files an artifact consists of: itself, an IR's weights, a package's contents."""
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    weights = path.with_suffix(".bin")
+    return [path, weights] if path.suffix == ".xml" and weights.exists() else [path]
+
+
+def file_hashes(path: Path) -> dict[str, str]:
+    return {str(f.relative_to(path.parent)): sha256_file(f) for f in artifact_files(path)}
+
+
+def artifact_sha256(path: Path) -> str:
+    if not path.is_dir():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for name, sha in sorted(file_hashes(path).items()):
+        digest.update(f"{name}\t{sha}\n".encode())
     return digest.hexdigest()
 
 
@@ -115,10 +137,13 @@ def read_manifest(path: Path) -> Manifest:
 
 
 def check_artifact(manifest: Manifest, directory: Path) -> Path:
-    """The artifact's path, once its bytes match the manifest's sha256."""
-    path = Path(directory) / manifest.file
-    if not path.is_file():
-        raise EdgeResNetError(f"{path} is missing", "re-export the artifact")
-    if sha256_file(path) != manifest.sha256:
-        raise EdgeResNetError(f"{path} does not match the sha256 in its manifest", "the file changed after export: re-export it")
-    return path
+    """The artifact's path, once every file of it matches the manifest's sha256."""
+    directory = Path(directory)
+    for name, expected in manifest.files.items():
+        path = directory / name
+        if not path.is_file():
+            raise EdgeResNetError(f"{path} is missing", "re-export the artifact")
+        if sha256_file(path) != expected:
+            raise EdgeResNetError(f"{path} does not match the sha256 in its manifest",
+                                  "the file changed after export: re-export it")
+    return directory / manifest.file

@@ -10,7 +10,8 @@ import pytest
 import edgeresnet
 from edgeresnet.data import open_dataset
 from edgeresnet.export import parse_targets
-from edgeresnet.manifest import read_manifest, sha256_file
+from edgeresnet.errors import EdgeResNetError
+from edgeresnet.manifest import check_artifact, read_manifest, sha256_file
 from edgeresnet.runner.runtimes import open_artifact
 
 from helpers import make_image_folder, run_cli
@@ -19,11 +20,12 @@ from helpers import make_image_folder, run_cli
 def test_demo_runs_with_no_model_and_no_data(tmp_path):
     """`edgeresnet compress --target tflite-int8` on the embedded ResNet-20 and images."""
     out = tmp_path / "demo"
-    result = run_cli("compress", "--target", "tflite-int8", "--out", out, "--json")
+    result = run_cli("compress", "--target", "tflite-int8", "--target", "openvino-int8", "--out", out, "--json")
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout)  # stdout holds the JSON alone; progress went to stderr
+    report = json.loads(result.stdout)  # stdout holds the JSON alone; progress (NNCF's too) went to stderr
     rows = {row["target"]: row for row in report["results"]}
-    assert set(rows) == {"pytorch-fp32", "tflite-int8"}
+    assert set(rows) == {"pytorch-fp32", "tflite-int8", "openvino-int8"}
+    assert rows["openvino-int8"]["agreement"] >= 95
     assert report["data"]["samples"] == 300
     assert rows["pytorch-fp32"]["top1"] > 85  # the fine-tuned model on its own test images
     assert abs(rows["tflite-int8"]["delta_top1"]) <= 2.0
@@ -38,8 +40,11 @@ def test_demo_runs_with_no_model_and_no_data(tmp_path):
     assert manifest.labels[:2] == ["airplane", "automobile"]
     assert manifest.baseline.top1 == pytest.approx(rows["pytorch-fp32"]["top1"])
     assert manifest.fidelity.agreement >= 98
-    assert json.loads((out / "config.json").read_text())["targets"] == ["tflite-int8"]
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "report.json", "tflite-int8"]
+    assert json.loads((out / "config.json").read_text())["targets"] == ["tflite-int8", "openvino-int8"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "openvino-int8", "report.json", "tflite-int8"]
+    ir = read_manifest(out / "openvino-int8")
+    assert sorted(ir.files) == ["resnet20-openvino-int8.bin", "resnet20-openvino-int8.xml"]
+    assert ir.size_bytes == sum((out / "openvino-int8" / name).stat().st_size for name in ir.files)
 
 
 def test_compress_tiny_model_to_fp32_targets_matches_pytorch(tmp_path):
@@ -48,10 +53,11 @@ def test_compress_tiny_model_to_fp32_targets_matches_pytorch(tmp_path):
     module = edgeresnet.models.create("resnet8", num_classes=2).eval()
     model = edgeresnet.load_model(module)
     before = model.fingerprint()
-    report = edgeresnet.compress(model, data, parse_targets(["onnx,tflite-fp32"]), tmp_path / "run")
+    targets = ("onnx", "tflite-fp32", "openvino-fp32")
+    report = edgeresnet.compress(model, data, parse_targets(targets), tmp_path / "run")
     assert model.fingerprint() == before  # stages never change their input
     rows = {row.target: row for row in report.results}
-    for target in ("onnx", "tflite-fp32"):
+    for target in targets:
         assert rows[target].agreement == 100.0
         manifest = read_manifest(tmp_path / "run" / target)
         assert manifest.fidelity.max_abs_diff < 1e-3
@@ -62,6 +68,14 @@ def test_compress_tiny_model_to_fp32_targets_matches_pytorch(tmp_path):
     batch = normalize(images.astype(np.uint8), model.preprocess)
     tflite = open_artifact(tmp_path / "run" / "tflite-fp32" / "resnet8-tflite-fp32.tflite")
     np.testing.assert_allclose(tflite(batch), model.predictor()(batch), atol=1e-4)
+
+    # A manifest guards every file of an artifact: an IR's weights too.
+    ir = tmp_path / "run" / "openvino-fp32"
+    check_artifact(read_manifest(ir), ir)
+    weights = ir / "resnet8-openvino-fp32.bin"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\1")
+    with pytest.raises(EdgeResNetError, match="does not match the sha256"):
+        check_artifact(read_manifest(ir), ir)
 
 
 def test_inspect_demo_model_as_json():
@@ -94,10 +108,12 @@ def test_torchvision_layout_resnet18_compresses_to_int8(tmp_path):
     data = open_dataset(make_image_folder(tmp_path / "images", classes=("a", "b"), per_class=8, size=80))
     model = edgeresnet.load_model(edgeresnet.models.create("resnet18", num_classes=2),
                                   preprocess=Preprocess.imagenet(input_size=64))
-    report = edgeresnet.compress(model, data, parse_targets(["tflite-fp32,tflite-int8"]), tmp_path / "run")
+    targets = ["tflite-fp32,tflite-int8,openvino-fp16,openvino-int8"]
+    report = edgeresnet.compress(model, data, parse_targets(targets), tmp_path / "run")
     rows = {row.target: row for row in report.results}
     assert rows["tflite-fp32"].agreement == 100.0
-    assert rows["tflite-int8"].agreement >= 98.0  # what the export itself checked on these images
+    for target in ("tflite-int8", "openvino-int8"):
+        assert rows[target].agreement >= 98.0  # what the export itself checked on these images
     manifest = read_manifest(tmp_path / "run" / "tflite-int8")
     assert manifest.input.shape == [1, 64, 64, 3]
     assert manifest.preprocessing["resize"] == 73

@@ -1,7 +1,7 @@
 """Export a Model to deployable files, each verified against PyTorch and described by a manifest.
 
 One function, `export`, behind which each runtime has its own module (onnx.py,
-tflite.py). Every artifact lands in its own directory with a manifest.json.
+tflite.py, openvino.py). Every artifact lands in its own directory with a manifest.json.
 """
 
 from __future__ import annotations
@@ -14,13 +14,21 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..manifest import Manifest, TensorSpec, sha256_file, tool_versions, write_manifest
+from ..manifest import Manifest, TensorSpec, artifact_sha256, file_hashes, tool_versions, write_manifest
 from ..model import Model
 from ..runner.runtimes import open_artifact
-from .onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
+from .onnx import export_onnx
+from .openvino import export_openvino
 from .targets import TARGETS, Target, parse_targets
 from .tflite import export_tflite
 from .verify import check_fidelity
+
+# The converters and runtimes behind each kind of artifact, recorded in its manifest.
+TOOLS = {
+    "onnx": ("onnxruntime",),
+    "tflite": ("onnx2tf", "tensorflow", "ai-edge-litert"),
+    "openvino": ("openvino", "nncf"),
+}
 
 __all__ = ["Artifact", "ExportConfig", "TARGETS", "Target", "export", "parse_targets"]
 
@@ -67,6 +75,8 @@ def export(
         paths[target] = directory / f"{model.arch}-{target.name}{target.suffix}"
         if target.runtime == "onnx":
             shutil.copy(onnx_path, paths[target])
+        elif target.runtime == "openvino":
+            export_openvino(onnx_path, paths[target], target.precision, calibration=calibration)
     tflite = {t.precision: paths[t] for t in targets if t.runtime == "tflite"}
     if tflite:
         export_tflite(onnx_path, tflite, workdir=work / "tflite", samples=samples,
@@ -76,31 +86,19 @@ def export(
     for target, path in paths.items():
         directory = path.parent
         runtime = open_artifact(path, threads)
+        inputs, outputs = runtime.io_specs()
+        files = file_hashes(path)
         fidelity = check_fidelity(reference, runtime(samples), target.precision, name=path.name)
         manifest = Manifest(
             target=target.name, runtime=target.runtime, precision=target.precision,
-            file=path.name, sha256=sha256_file(path), size_bytes=path.stat().st_size,
-            input=_tensor_spec(runtime, "input", model), output=_tensor_spec(runtime, "output", model),
+            file=path.name, sha256=artifact_sha256(path), files=files,
+            size_bytes=sum((directory / name).stat().st_size for name in files),
+            input=TensorSpec(**inputs), output=TensorSpec(**outputs),
             preprocessing=model.preprocess.model_dump(), labels=list(model.labels) if model.labels else None,
             source_model=model.describe(), fidelity=fidelity,
-            tools=tool_versions("torch", "onnx", "onnxsim", "onnx2tf", "tensorflow", "ai-edge-litert", "onnxruntime"),
+            tools=tool_versions("torch", "onnx", "onnxsim", *TOOLS[target.runtime]),
         )
         write_manifest(manifest, directory)
         artifacts.append(Artifact(target, path, manifest))
     shutil.rmtree(work, ignore_errors=True)
     return artifacts
-
-
-def _tensor_spec(runtime, which: str, model: Model) -> TensorSpec:
-    if hasattr(runtime, "interpreter"):  # TFLite: read what the file itself declares
-        detail = runtime.input if which == "input" else runtime.output
-        scale, zero_point = detail["quantization"]
-        quantized = detail["dtype"] != np.float32
-        return TensorSpec(
-            name=detail["name"], shape=[int(d) for d in detail["shape"]], dtype=np.dtype(detail["dtype"]).name,
-            layout=("NHWC" if runtime.nhwc else "NCHW") if which == "input" else None,
-            scale=float(scale) if quantized else None, zero_point=int(zero_point) if quantized else None,
-        )
-    if which == "input":
-        return TensorSpec(name=INPUT_NAME, shape=list(model.input_shape), dtype="float32", layout="NCHW")
-    return TensorSpec(name=OUTPUT_NAME, shape=[1, model.num_classes], dtype="float32")

@@ -11,7 +11,7 @@ from ..errors import TargetError, closest
 @dataclass(frozen=True)
 class Target:
     name: str  # what the user types, e.g. "tflite-int8"
-    runtime: str  # "tflite" or "onnx"; the runner picks its runtime by this
+    runtime: str  # "tflite", "openvino" or "onnx"; the runner picks its runtime by this
     precision: str  # "fp32", "fp16" or "int8"
     suffix: str  # file extension of the artifact
 
@@ -22,7 +22,7 @@ class Target:
     @property
     def extra(self) -> str:
         """The pip extra that installs this target's converter."""
-        return {"tflite": "tflite", "onnx": "onnx"}[self.runtime]
+        return self.runtime
 
 
 TARGETS: dict[str, Target] = {
@@ -32,6 +32,9 @@ TARGETS: dict[str, Target] = {
         Target("tflite-fp32", "tflite", "fp32", ".tflite"),
         Target("tflite-fp16", "tflite", "fp16", ".tflite"),
         Target("tflite-int8", "tflite", "int8", ".tflite"),
+        Target("openvino-fp32", "openvino", "fp32", ".xml"),
+        Target("openvino-fp16", "openvino", "fp16", ".xml"),
+        Target("openvino-int8", "openvino", "int8", ".xml"),
     )
 }
 

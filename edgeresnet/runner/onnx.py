@@ -5,26 +5,25 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import EdgeResNetError
+from .base import Runtime, float_spec
 
 
-class ONNXModel:
+class ONNXModel(Runtime):
     def __init__(self, path, threads: int | None = None):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise EdgeResNetError("onnxruntime is not installed", 'install it: pip install "edgeresnet[onnx]"') from None
+            raise EdgeResNetError("onnxruntime is not installed", 'install it: pip install "edgeresnet[runner]"') from None
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
+        self.input = self.session.get_inputs()[0]
+        self.output = self.session.get_outputs()[0]
 
     def invoke(self, raw_input: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: raw_input})[0]
+        return self.session.run(None, {self.input.name: raw_input})[0]
 
-    def to_raw(self, image_nchw: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(image_nchw, dtype=np.float32)
-
-    def __call__(self, batch_nchw: np.ndarray) -> np.ndarray:
-        return np.concatenate([self.invoke(self.to_raw(batch_nchw[i : i + 1])) for i in range(len(batch_nchw))])
+    def io_specs(self) -> tuple[dict, dict]:
+        return float_spec(self.input.name, self.input.shape, "NCHW"), float_spec(self.output.name, self.output.shape)

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 
 from ..errors import EdgeResNetError
+from .base import Runtime
 
 
 def _interpreter_class():
@@ -31,7 +32,7 @@ def _interpreter_class():
         ) from None
 
 
-class TFLiteModel:
+class TFLiteModel(Runtime):
     """A .tflite classifier: float NCHW batches in, float logits out.
 
     Quantized inputs and outputs are (de)quantized here with the file's own scale and
@@ -60,10 +61,22 @@ class TFLiteModel:
         x = image_nchw.transpose(0, 2, 3, 1) if self.nhwc else image_nchw
         return quantize(x, self.input)
 
-    def __call__(self, batch_nchw: np.ndarray) -> np.ndarray:
-        # The file has a static batch of 1, as the app will run it.
-        outputs = [dequantize(self.invoke(self.to_raw(batch_nchw[i : i + 1])), self.output) for i in range(len(batch_nchw))]
-        return np.concatenate(outputs).reshape(len(batch_nchw), -1)
+    def to_logits(self, raw_output: np.ndarray) -> np.ndarray:
+        return dequantize(raw_output, self.output)
+
+    def io_specs(self) -> tuple[dict, dict]:
+        return _spec(self.input, "NHWC" if self.nhwc else "NCHW"), _spec(self.output, None)
+
+
+def _spec(detail: dict, layout: str | None) -> dict:
+    """What the file itself declares about a tensor, quantization included."""
+    quantized = detail["dtype"] != np.float32
+    scale, zero_point = detail["quantization"]
+    return {
+        "name": detail["name"], "shape": [int(d) for d in detail["shape"]], "dtype": np.dtype(detail["dtype"]).name,
+        "layout": layout, "scale": float(scale) if quantized else None,
+        "zero_point": int(zero_point) if quantized else None,
+    }
 
 
 def quantize(x: np.ndarray, detail: dict) -> np.ndarray:

@@ -1,0 +1,37 @@
+"""Runs an OpenVINO IR (.xml + .bin) on the CPU, or on another device where present."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import EdgeResNetError
+from .base import Runtime, float_spec
+
+
+class OpenVINOModel(Runtime):
+    def __init__(self, path, threads: int | None = None, device: str = "CPU"):
+        try:
+            import openvino as ov
+        except ImportError:
+            raise EdgeResNetError("OpenVINO is not installed", 'install it: pip install "edgeresnet[runner]"') from None
+        core = ov.Core()
+        if device not in core.available_devices:
+            raise EdgeResNetError(f"OpenVINO device {device} is not available here",
+                                  f"choose one of: {', '.join(core.available_devices)}")
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads and device == "CPU":
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            self.compiled = core.compile_model(str(path), device, config)
+        except RuntimeError as exc:
+            raise EdgeResNetError(f"{path} is not a valid OpenVINO model: {str(exc).splitlines()[0]}") from None
+        self.request = self.compiled.create_infer_request()
+        self.input = self.compiled.inputs[0]
+        self.output = self.compiled.outputs[0]
+
+    def invoke(self, raw_input: np.ndarray) -> np.ndarray:
+        return self.request.infer({0: raw_input})[self.output]
+
+    def io_specs(self) -> tuple[dict, dict]:
+        return (float_spec(self.input.get_any_name(), self.input.shape, "NCHW"),
+                float_spec(self.output.get_any_name(), self.output.shape))
