@@ -20,7 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("resnet20", "resnet56")
-TARGETS = "tflite-int8,tflite-fp16,tflite-fp32,onnx"
+TARGETS = "tflite-int8,tflite-fp16,tflite-fp32,openvino-int8,openvino-fp16,openvino-fp32,onnx"
 
 
 def run(model: str, shared: Path) -> dict:

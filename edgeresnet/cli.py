@@ -148,23 +148,46 @@ def _print_json(payload) -> None:
     click.echo(json.dumps(payload, indent=2))
 
 
+# What `export` and `compress` take: the model, the data, the targets and where to write.
+run_options = _stack(
+    model_argument,
+    data_option,
+    click.option("--train-data", type=click.Path(path_type=Path), help="Images to calibrate on (default: --data)."),
+    click.option("--target", "targets", multiple=True,
+                 help="Export target, repeatable or comma-separated (see `edgeresnet targets`)."),
+    click.option("--out", type=click.Path(path_type=Path), help="Run directory (default: runs/<arch>-<time>)."),
+    click.option("--overwrite", is_flag=True, help="Replace --out if it already holds a run."),
+    click.option("--calibration-size", type=click.IntRange(min=1), default=256, show_default=True,
+                 help="Images for int8 calibration."),
+    click.option("--io-dtype", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True,
+                 help="Input and output type of int8 TFLite files."),
+    evaluation_options,
+)
+
+
 @main.command()
-@model_argument
-@data_option
-@click.option("--train-data", type=click.Path(path_type=Path), help="Images to calibrate on (default: --data).")
-@click.option("--target", "targets", multiple=True, help="Export target, repeatable or comma-separated (see `edgeresnet targets`).")
-@click.option("--out", type=click.Path(path_type=Path), help="Run directory (default: runs/<arch>-<time>).")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it already holds a run.")
-@click.option("--calibration-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images for int8 calibration.")
-@click.option("--io-dtype", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True,
-              help="Input and output type of int8 TFLite files.")
-@evaluation_options
-def compress(model, data, train_data, targets, out, overwrite, calibration_size, io_dtype, arch, trust_checkpoint,
-             limit, seed, threads, as_json, **preprocess):
-    """Quantize MODEL and export it to each --target, verified and measured on --data.
+@run_options
+def export(**options):
+    """Export MODEL to each --target, verify each file against PyTorch, and measure it on --data.
+
+    int8 targets are quantized after training, calibrated on --train-data (or --data).
+    With no MODEL and no --data, runs on the embedded demo ResNet-20 and 300 CIFAR-10 images.
+    """
+    _run_pipeline(**options)
+
+
+@main.command()
+@run_options
+def compress(**options):
+    """Compress MODEL for each --target: quantize, export, verify and measure on --data.
 
     With no MODEL and no --data, runs on the embedded demo ResNet-20 and 300 CIFAR-10 images.
     """
+    _run_pipeline(**options)
+
+
+def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_size, io_dtype, arch,
+                  trust_checkpoint, limit, seed, threads, as_json, **preprocess):
     import time
 
     from .data import open_dataset
