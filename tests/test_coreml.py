@@ -59,7 +59,7 @@ def test_fp16_tensor_package(packages):
     assert info["inputs"] == [{"name": "input", "type": "multiArray", "shape": [1, 3, 32, 32], "dtype": "float32"}]
     assert info["outputs"] == [{"name": "logits", "type": "multiArray", "shape": [1, 3], "dtype": "float32"}]
     assert set(info["weight_dtypes"]) == {"fp16"}
-    assert info["int8_granularity"] is None
+    assert info["int8_granularity"] is None and info["activation_dtypes"] == []
     assert not info["classifier"]
     assert {"conv", "linear"} <= set(info["op_types"])
     assert not any(op.startswith("constexpr_") for op in info["op_types"])

@@ -376,7 +376,7 @@ def inspect_coreml(path: Path) -> dict[str, Any]:
 
     Returns inputs, outputs, classifier labels, MIL op types of ``main``, the dtypes of the
     stored weights (``weight_dtypes``; ``kernel_dtypes`` for conv/linear kernels only,
-    rank >= 2) and how int8 weights are scaled.
+    rank >= 2), how int8 weights are scaled, and the dtypes of quantized activations.
     """
     path = Path(path)
     if not (path / "Manifest.json").is_file():
@@ -421,6 +421,9 @@ def inspect_coreml(path: Path) -> dict[str, Any]:
         "kernel_dtypes": sorted({w["dtype"] for w in weights if w["rank"] >= 2}),
         "weights": {dtype: sum(1 for w in weights if w["dtype"] == dtype) for dtype in sorted({w["dtype"] for w in weights})},
         "int8_granularity": _granularity(ops),
+        # Integer activations (w8a8): the dtypes that ``quantize`` ops produce; [] for fp16 activations.
+        "activation_dtypes": sorted({_dtype(o.type)[0] for op in ops if op.type == "quantize"
+                                     for o in op.outputs if _dtype(o.type)}),
         "author": description.metadata.author,
         "short_description": description.metadata.shortDescription,
         "metadata": {k[len(_META_PREFIX):]: v for k, v in meta.items() if k.startswith(_META_PREFIX)},
@@ -591,6 +594,8 @@ def validate_coreml(
             fail(f"expected per-channel int8 weights, found {info['int8_granularity']}")
     else:
         raise EdgeResNetError(f"unknown Core ML precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
+    if info["activation_dtypes"]:
+        fail(f"expected fp16 activations, found {info['activation_dtypes']} ones")
 
     # Input.
     if len(info["inputs"]) != 1:
@@ -684,7 +689,7 @@ def _run_on_macos(path: Path, model: Model, samples: np.ndarray, precision: str,
         raise VerificationError(f"Core ML cannot load {path.name}: {' '.join(str(exc).split())[:300]}",
                                 "re-export it; check the macOS version supports its opset") from None
     samples = np.ascontiguousarray(samples, dtype=np.float32)
-    module = model.module.eval()
+    module = model.copy_module().eval()  # leave the caller's module in its own mode
     if image_input:
         pixels = _to_pixels(samples, model.preprocess)  # what a camera would give: uint8 NHWC, model channel order
         renormalised = _normalise(pixels, model.preprocess)
