@@ -68,7 +68,8 @@ class Manifest(BaseModel):
     source_model: dict[str, Any]
     baseline: AccuracySpec | None = None  # the FP32 PyTorch model on the evaluation data
     accuracy: AccuracySpec | None = None  # this artifact on the same data
-    fidelity: Fidelity | None = None
+    fidelity: Fidelity | None = None  # None where no runtime for the file exists on the exporting host
+    validation: dict[str, Any] | None = None  # checks of the file's own spec (CoreML: inputs, ops, weight dtypes)
     tools: dict[str, str]
 
 

@@ -117,18 +117,22 @@ def _pytorch_row(model: Model, baseline: Accuracy, samples, options: CompressOpt
 
 
 def _artifact_row(artifact: Artifact, data: ImageDataset, spec, one, baseline: Accuracy, options) -> ResultRow:
+    file = str(Path(artifact.target.name) / artifact.path.name)
+    # The manifest learns what the artifact was measured to do; the runner checks against it later.
+    update = {"baseline": _accuracy_spec(baseline, data)}
+    if artifact.manifest.fidelity is None:  # no runtime for it here: its spec was validated instead
+        write_manifest(artifact.manifest.model_copy(update=update), artifact.directory)
+        check = (artifact.manifest.validation or {}).get("runtime_check", "no runtime on this host")
+        return ResultRow(target=artifact.target.name, file=file, size_bytes=artifact.manifest.size_bytes, top1=None,
+                         top5=None, delta_top1=None, agreement=None, latency=None, note=f"not run: {check}")
     runtime = open_artifact(artifact.path, options.threads)
     accuracy = evaluate(runtime, data, spec, batch_size=options.batch_size, progress=artifact.target.name)
-    # The manifest learns what the artifact was measured to do; the runner checks against it later.
-    manifest = artifact.manifest.model_copy(update={"baseline": _accuracy_spec(baseline, data),
-                                                    "accuracy": _accuracy_spec(accuracy, data)})
-    write_manifest(manifest, artifact.directory)
+    update["accuracy"] = _accuracy_spec(accuracy, data)
+    write_manifest(artifact.manifest.model_copy(update=update), artifact.directory)
     raw = runtime.to_raw(one)
     latency = measure_latency(lambda: runtime.invoke(raw), runs=options.latency_runs, warmup=options.latency_warmup)
     return ResultRow(
-        target=artifact.target.name, file=str(Path(artifact.target.name) / artifact.path.name),
-        size_bytes=artifact.manifest.size_bytes, top1=accuracy.top1, top5=accuracy.top5,
-        delta_top1=round(accuracy.top1 - baseline.top1, 4),
-        agreement=round(agreement(accuracy.predictions, baseline.predictions), 3),
-        latency=latency.to_dict(),
+        target=artifact.target.name, file=file, size_bytes=artifact.manifest.size_bytes,
+        top1=accuracy.top1, top5=accuracy.top5, delta_top1=round(accuracy.top1 - baseline.top1, 4),
+        agreement=round(agreement(accuracy.predictions, baseline.predictions), 3), latency=latency.to_dict(),
     )

@@ -14,11 +14,13 @@ class ResultRow(BaseModel):
     target: str  # "pytorch-fp32" for the reference row
     file: str | None
     size_bytes: int
-    top1: float
-    top5: float
-    delta_top1: float  # points against the PyTorch FP32 model on the same images
-    agreement: float  # percent of top-1 predictions equal to PyTorch FP32's
-    latency: dict[str, Any]  # runner.timing.Latency as a dict, batch 1
+    # None where the file cannot run on this host (Core ML off macOS): `note` says why.
+    top1: float | None
+    top5: float | None
+    delta_top1: float | None  # points against the PyTorch FP32 model on the same images
+    agreement: float | None  # percent of top-1 predictions equal to PyTorch FP32's
+    latency: dict[str, Any] | None  # runner.timing.Latency as a dict, batch 1
+    note: str | None = None
 
 
 class RunReport(BaseModel):
@@ -39,6 +41,9 @@ def results_table(report: RunReport):
     for column in ("target", "size", "top-1", "delta", "agree", "p50 latency"):
         table.add_column(column, justify="left" if column == "target" else "right")
     for row in report.results:
+        if row.top1 is None:
+            table.add_row(row.target, human_size(row.size_bytes), "", "", "", row.note or "not run")
+            continue
         delta = "" if row.target.startswith("pytorch") else f"{row.delta_top1:+.2f}"
         table.add_row(
             row.target, human_size(row.size_bytes), f"{row.top1:.2f}%", delta,

@@ -69,6 +69,15 @@ def test_compress_tiny_model_to_fp32_targets_matches_pytorch(tmp_path):
     tflite = open_artifact(tmp_path / "run" / "tflite-fp32" / "resnet8-tflite-fp32.tflite")
     np.testing.assert_allclose(tflite(batch), model.predictor()(batch), atol=1e-4)
 
+    # Core ML runs only on macOS: on Linux the package is validated by its spec, and says so.
+    report = edgeresnet.compress(model, data, parse_targets(["coreml-int8w"]), tmp_path / "coreml")
+    row = report.results[1]
+    assert row.top1 is None and row.note == "not run: needs macOS"
+    manifest = read_manifest(tmp_path / "coreml" / "coreml-int8w")
+    assert manifest.validation["runtime_check"] == "needs macOS" and "int8" in manifest.validation["weight_dtypes"]
+    assert manifest.baseline is not None and manifest.fidelity is None
+    check_artifact(manifest, tmp_path / "coreml" / "coreml-int8w")
+
     # A manifest guards every file of an artifact: an IR's weights too.
     ir = tmp_path / "run" / "openvino-fp32"
     check_artifact(read_manifest(ir), ir)

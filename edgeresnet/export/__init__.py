@@ -1,7 +1,9 @@
 """Export a Model to deployable files, each verified against PyTorch and described by a manifest.
 
 One function, `export`, behind which each runtime has its own module (onnx.py,
-tflite.py, openvino.py). Every artifact lands in its own directory with a manifest.json.
+tflite.py, openvino.py, coreml.py). Every artifact lands in its own directory with a
+manifest.json. Every file is run next to PyTorch where its runtime exists on this host;
+a CoreML package on Linux is checked by its spec instead (Core ML runs only on macOS).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..manifest import Manifest, TensorSpec, artifact_sha256, file_hashes, tool_versions, write_manifest
 from ..model import Model
 from ..runner.runtimes import open_artifact
-from .onnx import export_onnx
+from .coreml import export_coreml, validate_coreml
+from .onnx import OUTPUT_NAME, export_onnx
 from .openvino import export_openvino
 from .targets import TARGETS, Target, parse_targets
 from .tflite import export_tflite
@@ -28,6 +31,7 @@ TOOLS = {
     "onnx": ("onnxruntime",),
     "tflite": ("onnx2tf", "tensorflow", "ai-edge-litert"),
     "openvino": ("openvino", "nncf"),
+    "coreml": ("coremltools",),
 }
 
 __all__ = ["Artifact", "ExportConfig", "TARGETS", "Target", "export", "parse_targets"]
@@ -77,6 +81,8 @@ def export(
             shutil.copy(onnx_path, paths[target])
         elif target.runtime == "openvino":
             export_openvino(onnx_path, paths[target], target.precision, calibration=calibration)
+        elif target.runtime == "coreml":
+            export_coreml(model, paths[target], target.precision)  # from PyTorch: coremltools reads no ONNX
     tflite = {t.precision: paths[t] for t in targets if t.runtime == "tflite"}
     if tflite:
         export_tflite(onnx_path, tflite, workdir=work / "tflite", samples=samples,
@@ -85,17 +91,28 @@ def export(
     artifacts = []
     for target, path in paths.items():
         directory = path.parent
-        runtime = open_artifact(path, threads)
-        inputs, outputs = runtime.io_specs()
         files = file_hashes(path)
-        fidelity = check_fidelity(reference, runtime(samples), target.precision, name=path.name)
+        validation = None
+        if target.runtime == "coreml":
+            validation = validate_coreml(path, precision=target.precision, image_input=False, labels=model.labels,
+                                         input_size=model.preprocess.input_size, model=model, samples=samples)
+            # The manifest's own fields say these; validation keeps the spec checks.
+            inputs = validation.pop("input")
+            fidelity = validation.pop("fidelity", None)  # None on Linux: validation["runtime_check"] says why
+            for duplicate in ("sha256", "size_bytes"):
+                validation.pop(duplicate, None)
+            outputs = {"name": OUTPUT_NAME, "shape": [1, model.num_classes], "dtype": "float32"}
+        else:
+            runtime = open_artifact(path, threads)
+            inputs, outputs = runtime.io_specs()
+            fidelity = check_fidelity(reference, runtime(samples), target.precision, name=path.name)
         manifest = Manifest(
             target=target.name, runtime=target.runtime, precision=target.precision,
             file=path.name, sha256=artifact_sha256(path), files=files,
             size_bytes=sum((directory / name).stat().st_size for name in files),
             input=TensorSpec(**inputs), output=TensorSpec(**outputs),
             preprocessing=model.preprocess.model_dump(), labels=list(model.labels) if model.labels else None,
-            source_model=model.describe(), fidelity=fidelity,
+            source_model=model.describe(), fidelity=fidelity, validation=validation,
             tools=tool_versions("torch", "onnx", "onnxsim", *TOOLS[target.runtime]),
         )
         write_manifest(manifest, directory)

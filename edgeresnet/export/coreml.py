@@ -16,7 +16,6 @@ weight dtypes) everywhere and compares predictions with PyTorch only on macOS.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 
 from ..errors import ConversionError, EdgeResNetError, VerificationError
+from ..manifest import artifact_sha256
 from ..model import Model
 from ..preprocess import Preprocess
 
@@ -347,7 +347,7 @@ def _failing_layer(exc: BaseException) -> str | None:
     and MIL passes work op by op (``op``); it logs the location but does not put it in
     the exception, so read it from the innermost frame that has one.
     """
-    found = None
+    torch_at = mil_at = None
     tb = exc.__traceback__
     while tb is not None:
         frame = tb.tb_frame
@@ -357,15 +357,18 @@ def _failing_layer(exc: BaseException) -> str | None:
             try:
                 if node is not None and hasattr(node, "kind") and hasattr(node, "get_scope_info"):
                     # The scope is the module path, then the node's own output name.
-                    scope = [s for s in node.get_scope_info()[0] if s][:-1]
-                    module = ".".join(scope)
-                    found = f"torch op '{node.kind}'" + (f" in module '{module}'" if module else " in the top-level forward")
+                    module = ".".join([s for s in node.get_scope_info()[0] if s][:-1])
+                    torch_at = f"torch op '{node.kind}'" + (
+                        f" in module '{module}'" if module else " in the top-level forward")
                 elif op is not None and hasattr(op, "op_type") and hasattr(op, "name"):
-                    found = f"MIL op '{op.op_type}' ('{op.name}')"
+                    mil_at = f"MIL op '{op.op_type}' ('{op.name}')"
             except Exception:  # the location is a courtesy; never hide the real error
                 pass
         tb = tb.tb_next
-    return found
+    # The torch module path is what the user can act on; the MIL op adds detail.
+    if torch_at and mil_at:
+        return f"{torch_at} ({mil_at})"
+    return torch_at or mil_at
 
 
 # --------------------------------------------------------------------------- inspection
@@ -643,7 +646,7 @@ def validate_coreml(
         "int8_granularity": info["int8_granularity"],
         "op_types": info["op_types"],
         "size_bytes": info["size_bytes"],
-        "sha256": sha256_tree(Path(path)),
+        "sha256": artifact_sha256(Path(path)),  # as the manifest hashes a package: names and contents
     }
     if platform.system() != "Darwin":
         result["runtime_check"] = "needs macOS"
@@ -663,17 +666,6 @@ def _input_spec(feature: dict[str, Any]) -> dict[str, Any]:
                 "layout": f"NHWC ({feature['color_layout']} image)"}
     return {"name": feature["name"], "shape": feature["shape"], "dtype": feature.get("dtype", "float32"),
             "layout": "NCHW"}
-
-
-def sha256_tree(directory: Path) -> str:
-    """sha256 over a package's files: relative paths and contents, in sorted order."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in directory.rglob("*") if p.is_file()):
-        digest.update(file.relative_to(directory).as_posix().encode() + b"\0")
-        with open(file, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _run_on_macos(path: Path, model: Model, samples: np.ndarray, precision: str, image_input: bool,

@@ -2,8 +2,10 @@
 
 OpenVINO compresses weights to fp16 on save unless told not to; fp32 and int8 files are
 saved with `compress_to_fp16=False` so that they hold what their name says. int8 is
-NNCF's default scheme for CPUs: symmetric per-channel int8 weights, per-tensor int8
-activations, with fast bias correction, calibrated on the user's images.
+NNCF's default scheme for CPUs (symmetric per-channel int8 weights, per-tensor int8
+activations) calibrated on the user's images, with NNCF's full bias correction rather
+than its fast one: on the CIFAR ResNet-20 the fast one left 97.9% top-1 agreement with
+PyTorch on 512 test images, the full one 99.0%, for 6 s more.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def _quantize(model, calibration: np.ndarray | None):
     if calibration is None or len(calibration) == 0:
         raise ConversionError("int8 export needs calibration images", "pass --data with labelled images")
     samples = [calibration[i : i + 1] for i in range(len(calibration))]
-    return nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples))
+    return nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples), fast_bias_correction=False)
 
 
 def _first_line(exc: Exception) -> str:

@@ -11,8 +11,8 @@ from ..errors import TargetError, closest
 @dataclass(frozen=True)
 class Target:
     name: str  # what the user types, e.g. "tflite-int8"
-    runtime: str  # "tflite", "openvino" or "onnx"; the runner picks its runtime by this
-    precision: str  # "fp32", "fp16" or "int8"
+    runtime: str  # "tflite", "openvino", "coreml" or "onnx"; the runner picks its runtime by this
+    precision: str  # "fp32", "fp16", "int8" (weights and activations) or "int8w" (weights only)
     suffix: str  # file extension of the artifact
 
     @property
@@ -35,6 +35,8 @@ TARGETS: dict[str, Target] = {
         Target("openvino-fp32", "openvino", "fp32", ".xml"),
         Target("openvino-fp16", "openvino", "fp16", ".xml"),
         Target("openvino-int8", "openvino", "int8", ".xml"),
+        Target("coreml-fp16", "coreml", "fp16", ".mlpackage"),
+        Target("coreml-int8w", "coreml", "int8w", ".mlpackage"),
     )
 }
 

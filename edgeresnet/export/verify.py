@@ -8,16 +8,17 @@ from ..errors import VerificationError
 from ..manifest import Fidelity
 
 # Minimum top-1 agreement with PyTorch, percent, per precision.
-AGREEMENT_THRESHOLDS = {"fp32": 100.0, "fp16": 99.9, "int8": 98.0}
+AGREEMENT_THRESHOLDS = {"fp32": 100.0, "fp16": 99.9, "int8": 98.0, "int8w": 98.0}
 
 # A disagreement on an image where PyTorch itself hesitates between the two classes (its
 # two logits closer than this fraction of its logit range) is a near-tie that rounding
 # legitimately flips: fp16 carries ~3 significant digits. Without this, 99.9% of 512
 # images would demand zero flips, and one near-tie would fail an export that is fine.
-NEAR_TIE = {"fp32": 1e-5, "fp16": 1e-2, "int8": 0.0}
+NEAR_TIE = {"fp32": 1e-5, "fp16": 1e-2, "int8": 0.0, "int8w": 0.0}
 
 HINTS = {
     "int8": "use more or more representative calibration images (--calibration-size, --train-data)",
+    "int8w": "some layers lose too much with int8 weights; export the fp16 target instead",
     "fp16": "the model may have layers whose values overflow float16; export tflite-fp32 instead",
     "fp32": "this is a converter bug: please report it with the model",
 }
