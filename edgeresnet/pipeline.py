@@ -29,6 +29,7 @@ from .runner.host import host_info
 from .runner.runtimes import open_artifact
 from .runner.timing import measure_latency
 from .stages.calibrate import CalibrationConfig, calibrate
+from .stages.load import check_labels
 
 
 class CompressOptions(BaseModel):
@@ -57,6 +58,7 @@ def compress(
     Calibration images come from `calibration_data` (e.g. the training set) when given,
     else from `data`.
     """
+    check_labels(model.num_classes, data.classes)
     model = model.replace(labels=model.labels or data.classes)
     seconds: dict[str, float] = {}
 

@@ -128,3 +128,19 @@ def test_torchvision_layout_resnet18_compresses_to_int8(tmp_path):
     manifest = read_manifest(tmp_path / "run" / "tflite-int8")
     assert manifest.input.shape == [1, 64, 64, 3]
     assert manifest.preprocessing["resize"] == 73
+
+
+def test_a_layer_no_converter_takes_fails_with_its_name(tmp_path):
+    """An export the converters cannot take names the operator and the node, without a traceback."""
+    from edgeresnet.models.cifar import CifarResNet
+
+    class WithErfinv(CifarResNet):
+        def forward(self, x):
+            return super().forward(torch.special.erfinv(torch.tanh(x) * 0.5))
+
+    model = edgeresnet.load_model(WithErfinv((1, 1, 1), 10))
+    data = open_dataset(make_image_folder(tmp_path / "images", classes=[f"c{i}" for i in range(10)], per_class=1))
+    for target, names in (("tflite-int8", "node erf_inv"), ("coreml-fp16", "op 'erfinv'")):
+        with pytest.raises(EdgeResNetError, match=names):
+            edgeresnet.compress(model, data, parse_targets([target]), tmp_path / target)
+        assert not (tmp_path / target).exists()

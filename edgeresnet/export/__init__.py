@@ -70,7 +70,9 @@ def export(
     PyTorch; `calibration` sets int8 activation ranges.
     """
     work = out_dir / ".work"
-    onnx_path = export_onnx(model, work / "model.onnx")
+    # Every converter but coremltools reads ONNX; a CoreML-only export needs none.
+    if any(target.runtime != "coreml" for target in targets):
+        onnx_path = export_onnx(model, work / "model.onnx")
     reference = model.predictor()(samples)
     paths = {}
     for target in targets:

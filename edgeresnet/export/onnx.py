@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -41,13 +42,36 @@ def export_onnx(model: Model, path: Path) -> Path:
         graph = program.model_proto
         simplified, ok = onnxsim.simplify(graph)
     except Exception as exc:  # the exporter's own reason is what the user needs
-        raise ConversionError(f"ONNX export failed: {str(exc).splitlines()[0]}") from exc
+        raise ConversionError(f"ONNX export failed{exporter_reason(exc)}") from exc
     if not ok:
         raise ConversionError("onnxsim could not validate the simplified ONNX graph")
     onnx.checker.check_model(simplified)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(simplified, str(path))
     return path
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def exporter_reason(exc: BaseException) -> str:
+    """' at node NAME (op): why', from torch.onnx's chain of exceptions.
+
+    The outermost one only says that step 3/3 failed; the node and the missing function
+    are in the exceptions it was raised from.
+    """
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen and len(chain) < 10:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    node = ""
+    for error in chain:
+        found = re.search(r"node %(\S+) .*?target=([\w.]+)", str(error))
+        if found:
+            node = f" at node {found[1]} ({found[2]})"
+    lines = [_ANSI.sub("", line).strip() for line in str(chain[-1]).splitlines() if line.strip()]
+    return f"{node}: {lines[0][:400] if lines else type(chain[-1]).__name__}"
 
 
 def _converter_friendly(module: torch.nn.Module) -> torch.nn.Module:

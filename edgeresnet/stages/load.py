@@ -21,11 +21,8 @@ def load_model(
     labels: tuple[str, ...] | None = None,
 ) -> Model:
     module, spec = load_with_spec(source, arch, trust_checkpoint=trust_checkpoint)
-    if labels is not None and len(labels) != spec.num_classes:
-        raise DataError(
-            f"the model has {spec.num_classes} outputs but the data has {len(labels)} classes",
-            "use data with one folder per class the model predicts, or a model trained on these classes",
-        )
+    if labels is not None:
+        check_labels(spec.num_classes, labels)
     return Model(
         module=module,
         arch=spec.name or "resnet",
@@ -36,3 +33,12 @@ def load_model(
         source=str(source) if not isinstance(source, nn.Module) else "<module>",
         options=spec.options,
     )
+
+
+def check_labels(num_classes: int, labels: tuple[str, ...]) -> None:
+    """The data's classes must be the model's outputs, one for one."""
+    if len(labels) != num_classes:
+        raise DataError(
+            f"the model has {num_classes} outputs but the data has {len(labels)} classes",
+            "use data with one folder per class the model predicts, or a model trained on these classes",
+        )
