@@ -17,6 +17,7 @@ from torch import nn
 import edgeresnet
 from edgeresnet.errors import ConversionError, EdgeResNetError, VerificationError
 from edgeresnet.export import coreml as coreml_export
+from edgeresnet.export import coreml_check
 from edgeresnet.manifest import artifact_sha256
 from edgeresnet.models import create
 from edgeresnet.preprocess import Preprocess
@@ -56,7 +57,7 @@ def packages(model, tmp_path_factory):
 
 
 def test_fp16_tensor_package(packages):
-    info = coreml_export.inspect_coreml(packages["fp16", False])
+    info = coreml_check.inspect_coreml(packages["fp16", False])
     assert info["inputs"] == [{"name": "input", "type": "multiArray", "shape": [1, 3, 32, 32], "dtype": "float32"}]
     assert info["outputs"] == [{"name": "logits", "type": "multiArray", "shape": [1, 3], "dtype": "float32"}]
     assert set(info["weight_dtypes"]) == {"fp16"}
@@ -70,20 +71,20 @@ def test_fp16_tensor_package(packages):
 
 
 def test_int8w_package_quantizes_every_kernel_per_channel(packages):
-    info = coreml_export.inspect_coreml(packages["int8w", False])
+    info = coreml_check.inspect_coreml(packages["int8w", False])
     assert set(info["weight_dtypes"]) == {"int8", "fp16"}  # fp16: biases, never quantized
     assert info["kernel_dtypes"] == ["int8"]  # every conv and linear kernel, the small stem and head too
     assert info["weights"]["int8"] == 8  # resnet8: 7 convs and 1 linear
     assert info["int8_granularity"] == "per_channel"
     assert "constexpr_affine_dequantize" in info["op_types"]
     assert info["opset"] == "CoreML6"  # iOS 16: the first with int8 weights
-    fp16 = coreml_export.inspect_coreml(packages["fp16", False])
+    fp16 = coreml_check.inspect_coreml(packages["fp16", False])
     assert info["size_bytes"] < fp16["size_bytes"]
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8w"])
 def test_image_input_is_a_classifier(packages, precision):
-    info = coreml_export.inspect_coreml(packages[precision, True])
+    info = coreml_check.inspect_coreml(packages[precision, True])
     assert info["inputs"] == [{"name": "image", "type": "image", "shape": [32, 32], "color_layout": "RGB"}]
     assert info["classifier"] and info["labels"] == list(LABELS)
     assert {o["name"]: o["type"] for o in info["outputs"]} == {"classLabel": "string", "classLabel_probs": "dictionary"}
@@ -95,19 +96,19 @@ def test_image_input_equal_std_uses_image_scale_and_bgr(tmp_path):
     preprocess = Preprocess(input_size=32, mean=(0.5, 0.4, 0.3), std=(0.25, 0.25, 0.25), channel_order="BGR")
     model = _model(preprocess, labels=None)
     path = coreml_export.export_coreml(model, tmp_path / "bgr.mlpackage", "fp16", image_input=True)
-    info = coreml_export.inspect_coreml(path)
+    info = coreml_check.inspect_coreml(path)
     assert info["inputs"][0]["color_layout"] == "BGR"
     assert not info["classifier"]
     assert info["outputs"] == [{"name": "probabilities", "type": "multiArray", "shape": [1, 3], "dtype": "float32"}]
     assert {"mul", "add", "softmax"} <= set(info["op_types"])
-    checked = coreml_export.validate_coreml(path, precision="fp16", image_input=True, labels=None, input_size=32)
+    checked = coreml_check.validate_coreml(path, precision="fp16", image_input=True, labels=None, input_size=32)
     assert checked["input"]["layout"] == "NHWC (BGR image)"
 
 
 def test_validate_returns_a_manifest_entry(packages):
     from edgeresnet.manifest import TensorSpec
 
-    checked = coreml_export.validate_coreml(
+    checked = coreml_check.validate_coreml(
         packages["int8w", True], precision="int8w", image_input=True, labels=LABELS, input_size=32)
     assert checked["labels"] == list(LABELS) and checked["classifier"]
     assert "int8" in checked["weight_dtypes"]
@@ -130,7 +131,7 @@ def test_validate_returns_a_manifest_entry(packages):
 )
 def test_validate_rejects_a_mismatch(packages, key, expect, message):
     with pytest.raises(VerificationError, match=message) as caught:
-        coreml_export.validate_coreml(packages[key], **expect)
+        coreml_check.validate_coreml(packages[key], **expect)
     assert "\n" not in str(caught.value)
 
 
@@ -196,7 +197,7 @@ class _TorchBackedMLModel:
             if not self.image_input:
                 return {"logits": self.model.module.eval()(torch.from_numpy(feeds["input"])).numpy()}
             pixels = np.asarray(feeds["image"])[None]  # an RGB PIL image
-            x = coreml_export._normalise(pixels, self.model.preprocess)
+            x = coreml_check._normalise(pixels, self.model.preprocess)
             probs = torch.softmax(self.model.module.eval()(torch.from_numpy(x)), 1)[0].numpy()
             return {"classLabel": LABELS[int(probs.argmax())],
                     "classLabel_probs": {label: float(p) for label, p in zip(LABELS, probs)}}
@@ -205,12 +206,12 @@ class _TorchBackedMLModel:
 @pytest.mark.parametrize("image_input", [False, True])
 def test_macos_branch_compares_with_pytorch(model, packages, monkeypatch, image_input):
     """The macOS-only prediction path, with Core ML's runtime replaced by PyTorch."""
-    info = coreml_export.inspect_coreml(packages["fp16", image_input])  # the real spec, read before faking
+    info = coreml_check.inspect_coreml(packages["fp16", image_input])  # the real spec, read before faking
     monkeypatch.setattr(platform, "system", lambda: "Darwin")
-    monkeypatch.setattr(coreml_export, "inspect_coreml", lambda path: info)
+    monkeypatch.setattr(coreml_check, "inspect_coreml", lambda path: info)
     monkeypatch.setattr(ct.models, "MLModel", lambda path, **kw: _TorchBackedMLModel(model, image_input))
     samples = np.random.default_rng(0).standard_normal((6, 3, 32, 32)).astype(np.float32)
-    checked = coreml_export.validate_coreml(
+    checked = coreml_check.validate_coreml(
         packages["fp16", image_input], precision="fp16", image_input=image_input, labels=LABELS,
         input_size=32, model=model, samples=samples)
     assert checked["runtime_check"] == "passed"

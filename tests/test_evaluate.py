@@ -9,7 +9,7 @@ import pytest
 
 from edgeresnet.data import open_dataset
 from edgeresnet.errors import DataError, VerificationError
-from edgeresnet.evaluate import Accuracy, accuracy_from_logits, agreement, evaluate
+from edgeresnet.evaluate import accuracy_from_logits, agreement, evaluate
 from edgeresnet.preprocess import Preprocess
 
 

@@ -1,7 +1,7 @@
 """Export a Model to deployable files, each verified against PyTorch and described by a manifest.
 
 One function, `export`, behind which each runtime has its own module (onnx.py,
-tflite.py, openvino.py, coreml.py). Every artifact lands in its own directory with a
+tflite.py, openvino.py, coreml.py + coreml_check.py). Every artifact lands in its own directory with a
 manifest.json. Every file is run next to PyTorch where its runtime exists on this host;
 a CoreML package on Linux is checked by its spec instead (Core ML runs only on macOS).
 """
@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..manifest import Manifest, TensorSpec, artifact_sha256, file_hashes, tool_versions, write_manifest
 from ..model import Model
 from ..runner.runtimes import open_artifact
-from .coreml import export_coreml, validate_coreml
+from .coreml import export_coreml
+from .coreml_check import validate_coreml
 from .onnx import OUTPUT_NAME, export_onnx
 from .openvino import export_openvino
 from .targets import TARGETS, Target, parse_targets
