@@ -8,6 +8,8 @@ escapes is a bug in edgeresnet and keeps its traceback.
 
 from __future__ import annotations
 
+import re
+
 
 class EdgeResNetError(Exception):
     """A problem with the user's input, explained in one line with a fix."""
@@ -49,6 +51,28 @@ class ConversionError(EdgeResNetError):
 
 class VerificationError(EdgeResNetError):
     """An exported artifact does not do what the PyTorch model does."""
+
+
+def require(modules: tuple[str, ...], what: str, extra: str) -> None:
+    """Fail with the pip extra to install when an optional backend is missing."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise EdgeResNetError(
+            f"{what} needs {', '.join(missing)}, which is not installed",
+            f'install the extra: pip install "edgeresnet[{extra}]"',
+        )
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def first_line(text: str, limit: int = 600) -> str:
+    """The first non-blank line of a tool's message, without terminal colours."""
+    lines = [_ANSI.sub("", line).strip() for line in str(text).splitlines()]
+    lines = [line for line in lines if line]
+    return lines[0][:limit] if lines else ""
 
 
 def closest(name: str, choices, n: int = 3) -> str:

@@ -93,11 +93,12 @@ def file_hashes(path: Path) -> dict[str, str]:
     return {str(f.relative_to(path.parent)): sha256_file(f) for f in artifact_files(path)}
 
 
-def artifact_sha256(path: Path) -> str:
+def artifact_sha256(path: Path, hashes: dict[str, str] | None = None) -> str:
+    """sha256 of a file; of a package, over its files' names and hashes (`file_hashes`, if already known)."""
     if not path.is_dir():
-        return sha256_file(path)
+        return hashes[path.name] if hashes else sha256_file(path)
     digest = hashlib.sha256()
-    for name, sha in sorted(file_hashes(path).items()):
+    for name, sha in sorted((hashes or file_hashes(path)).items()):
         digest.update(f"{name}\t{sha}\n".encode())
     return digest.hexdigest()
 

@@ -75,6 +75,7 @@ def export(
     if any(target.runtime != "coreml" for target in targets):
         onnx_path = export_onnx(model, work / "model.onnx")
     reference = model.predictor()(samples)
+    source = model.describe()  # hashes every weight: once, not once per target
     paths = {}
     for target in targets:
         directory = out_dir / target.name
@@ -102,8 +103,7 @@ def export(
             # The manifest's own fields say these; validation keeps the spec checks.
             inputs = validation.pop("input")
             fidelity = validation.pop("fidelity", None)  # None on Linux: validation["runtime_check"] says why
-            for duplicate in ("sha256", "size_bytes"):
-                validation.pop(duplicate, None)
+            validation.pop("size_bytes", None)
             outputs = {"name": OUTPUT_NAME, "shape": [1, model.num_classes], "dtype": "float32"}
         else:
             runtime = open_artifact(path, threads)
@@ -111,11 +111,11 @@ def export(
             fidelity = check_fidelity(reference, runtime(samples), target.precision, name=path.name)
         manifest = Manifest(
             target=target.name, runtime=target.runtime, precision=target.precision,
-            file=path.name, sha256=artifact_sha256(path), files=files,
+            file=path.name, sha256=artifact_sha256(path, files), files=files,
             size_bytes=sum((directory / name).stat().st_size for name in files),
             input=TensorSpec(**inputs), output=TensorSpec(**outputs),
             preprocessing=model.preprocess.model_dump(), labels=list(model.labels) if model.labels else None,
-            source_model=model.describe(), fidelity=fidelity, validation=validation,
+            source_model=source, fidelity=fidelity, validation=validation,
             tools=tool_versions("torch", "onnx", "onnxsim", *TOOLS[target.runtime]),
         )
         write_manifest(manifest, directory)

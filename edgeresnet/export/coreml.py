@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConversionError, EdgeResNetError
+from ..errors import ConversionError, EdgeResNetError, require
 from ..model import Model
 from ..preprocess import Preprocess
 
@@ -271,11 +271,7 @@ def import_coremltools():
     """
     if "coremltools" in sys.modules:
         return sys.modules["coremltools"]
-    import importlib.util
-
-    if importlib.util.find_spec("coremltools") is None:
-        raise EdgeResNetError("Core ML export needs coremltools, which is not installed",
-                              'install the extra: pip install "edgeresnet[coreml]"')
+    require(("coremltools",), "Core ML export", "coreml")
     hide_tf = "tensorflow" not in sys.modules
     if hide_tf:
         sys.modules["tensorflow"] = None  # makes `import tensorflow` raise ImportError

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from ..errors import EdgeResNetError, VerificationError
-from ..manifest import artifact_sha256
 from ..model import Model
 from ..preprocess import Preprocess
 from .coreml import (
@@ -313,7 +312,6 @@ def validate_coreml(
         "int8_granularity": info["int8_granularity"],
         "op_types": info["op_types"],
         "size_bytes": info["size_bytes"],
-        "sha256": artifact_sha256(Path(path)),  # as the manifest hashes a package: names and contents
     }
     if platform.system() != "Darwin":
         result["runtime_check"] = "needs macOS"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConversionError
+from ..errors import ConversionError, first_line
 from ..model import Model
 
 INPUT_NAME = "input"
@@ -51,9 +51,6 @@ def export_onnx(model: Model, path: Path) -> Path:
     return path
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
 def exporter_reason(exc: BaseException) -> str:
     """' at node NAME (op): why', from torch.onnx's chain of exceptions.
 
@@ -70,8 +67,7 @@ def exporter_reason(exc: BaseException) -> str:
         found = re.search(r"node %(\S+) .*?target=([\w.]+)", str(error))
         if found:
             node = f" at node {found[1]} ({found[2]})"
-    lines = [_ANSI.sub("", line).strip() for line in str(chain[-1]).splitlines() if line.strip()]
-    return f"{node}: {lines[0][:400] if lines else type(chain[-1]).__name__}"
+    return f"{node}: {first_line(str(chain[-1]), 400) or type(chain[-1]).__name__}"
 
 
 def _converter_friendly(module: torch.nn.Module) -> torch.nn.Module:

@@ -16,18 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConversionError, EdgeResNetError
-
-
-def require_openvino() -> None:
-    import importlib.util
-
-    missing = [m for m in ("openvino", "nncf") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise EdgeResNetError(
-            f"OpenVINO export needs {', '.join(missing)}, which is not installed",
-            'install the extra: pip install "edgeresnet[openvino]"',
-        )
+from ..errors import ConversionError, EdgeResNetError, first_line, require
 
 
 @contextlib.contextmanager
@@ -50,7 +39,7 @@ def telemetry_declined():
 
 def export_openvino(onnx_path: Path, output: Path, precision: str, *, calibration: np.ndarray | None = None) -> Path:
     """Write `output` (.xml, with its .bin beside it). `calibration` is NCHW float32, normalised."""
-    require_openvino()
+    require(("openvino", "nncf"), "OpenVINO export", "openvino")
     with telemetry_declined():
         import openvino as ov
 
@@ -62,7 +51,7 @@ def export_openvino(onnx_path: Path, output: Path, precision: str, *, calibratio
         except EdgeResNetError:
             raise
         except Exception as exc:  # the converter's own reason names the failing node
-            raise ConversionError(f"OpenVINO {precision} conversion failed: {_first_line(exc)}") from exc
+            raise ConversionError(f"OpenVINO {precision} conversion failed: {first_line(str(exc)) or type(exc).__name__}") from exc
     return output
 
 
@@ -73,8 +62,3 @@ def _quantize(model, calibration: np.ndarray | None):
         raise ConversionError("int8 export needs calibration images", "pass --data with labelled images")
     samples = [calibration[i : i + 1] for i in range(len(calibration))]
     return nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples), fast_bias_correction=False)
-
-
-def _first_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:600] if lines else type(exc).__name__

@@ -9,25 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConversionError, EdgeResNetError
-
-
-def require_tflite_converter() -> None:
-    import importlib.util
-
-    missing = [m for m in ("tensorflow", "onnx2tf", "onnx") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise EdgeResNetError(
-            f"TFLite export needs {', '.join(missing)}, which is not installed",
-            'install the extra: pip install "edgeresnet[tflite]"',
-        )
+from ..errors import ConversionError, first_line, require
 
 
 def export_tflite(
@@ -46,7 +34,7 @@ def export_tflite(
     `samples` (a few images) replace the ones onnx2tf would download to check its
     layers; `calibration` (int8 only) sets the activation ranges.
     """
-    require_tflite_converter()
+    require(("tensorflow", "onnx2tf", "onnx"), "TFLite export", "tflite")
     workdir.mkdir(parents=True, exist_ok=True)
     samples_path = workdir / "onnx2tf_samples.npy"
     np.save(samples_path, _to_nhwc(samples[:20]))
@@ -84,12 +72,9 @@ def _to_nhwc(batch: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(batch.transpose(0, 2, 3, 1), dtype=np.float32)
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
 def converter_reason(log: str) -> str:
     """The line of a converter log that says why it failed (onnx2tf names the layer there)."""
-    lines = [_ANSI.sub("", line).strip() for line in log.splitlines() if line.strip()]
+    lines = [text for text in map(first_line, log.splitlines()) if text]
     for marker in ("ERROR:", "Error:", "Exception:", "error:"):
         hits = [line for line in lines if marker in line]
         if hits:
