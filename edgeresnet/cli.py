@@ -159,8 +159,12 @@ run_options = _stack(
     click.option("--overwrite", is_flag=True, help="Replace --out if it already holds a run."),
     click.option("--calibration-size", type=click.IntRange(min=1), default=256, show_default=True,
                  help="Images for int8 calibration."),
-    click.option("--io-dtype", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True,
-                 help="Input and output type of int8 TFLite files."),
+    click.option("--image-input", is_flag=True,
+                 help="Bake the preprocessing in: TFLite, OpenVINO and Core ML files take a uint8 RGB image and "
+                      "return class probabilities (for apps)."),
+    click.option("--io-dtype", type=click.Choice(["int8", "uint8", "float32"]),
+                 help="Input and output type of int8 TFLite files [default: int8; with --image-input the input "
+                      "is the uint8 image and the output float32]."),
     evaluation_options,
 )
 
@@ -186,7 +190,7 @@ def compress(**options):
     _run_pipeline(**options)
 
 
-def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_size, io_dtype, arch,
+def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_size, image_input, io_dtype, arch,
                   trust_checkpoint, limit, seed, threads, as_json, **preprocess):
     import time
 
@@ -203,7 +207,7 @@ def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_
         calibration_data = open_dataset(train_data) if train_data else None
         options = CompressOptions(
             calibration=CalibrationConfig(size=calibration_size, seed=seed),
-            export=ExportConfig(io_dtype=io_dtype), threads=threads,
+            export=ExportConfig(image_input=image_input, io_dtype=io_dtype), threads=threads,
         )
         out = out or Path("runs") / f"{loaded.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
         report = run_compress(loaded, dataset, target_list, out, calibration_data=calibration_data,

@@ -341,8 +341,9 @@ def _arrange(batch: np.ndarray, spec: Preprocess, layout: Layout, normalized: bo
     if normalized:
         x = normalize(batch, spec)
         return x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    x = batch[..., _channels(spec)]  # raw pixels, e.g. for a model quantised with uint8 input
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if layout == "NCHW" else x)
+    # Raw RGB pixels, for an artifact that takes images (its channel order and
+    # normalisation are inside it, as a camera frame would be fed to it in an app).
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2) if layout == "NCHW" else batch)
 
 
 # --------------------------------------------------------------------------- iteration
@@ -373,8 +374,8 @@ def batches(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (inputs, labels) in data-set order; the last batch may be smaller.
 
-    ``normalized`` gives float32 ready for a float model; without it, the uint8 pixels
-    (for a model that takes them). ``progress`` draws a rich bar with that description
+    ``normalized`` gives float32 ready for a float model; without it, the uint8 RGB
+    pixels (for an artifact that takes images and normalises them itself). ``progress`` draws a rich bar with that description
     on stderr. ``workers`` threads decode images; 1 decodes in the calling thread, and
     None chooses from the size of the first image.
     """
@@ -430,10 +431,17 @@ def _progress_bar():
     )
 
 
-def calibration_batch(dataset: ImageDataset, spec: Preprocess, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` seeded samples as one float32 NCHW batch (all of them if fewer), e.g. for quantisation."""
+def sample_pixels(dataset: ImageDataset, spec: Preprocess, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` seeded images (all of them if fewer), resized and cropped: one NHWC uint8 RGB batch.
+
+    Kept as pixels, the truth every consumer derives its input from: ``normalize`` for a
+    PyTorch model or a tensor-input artifact, as they are for an image-input one.
+    """
     if n <= 0:
-        raise DataError(f"cannot calibrate on {n} images", "give a positive number of calibration images")
+        raise DataError(f"cannot sample {n} images", "give a positive number of images")
+    if len(dataset) == 0:
+        raise DataError(f"no images in {dataset.source}", "pass a data set with images")
     sample = dataset.subset(n, seed)
-    inputs, _ = next(batches(sample, spec, len(sample)))
-    return inputs
+    pixels, _ = next(batches(sample, spec, len(sample), layout="NHWC", normalized=False))
+    return pixels
+

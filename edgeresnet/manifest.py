@@ -47,7 +47,7 @@ class Fidelity(BaseModel):
     samples: int
     agreement: float  # percent of equal top-1 predictions
     near_ties: int = 0  # flips where PyTorch's own two logits were within rounding of each other
-    max_abs_diff: float  # largest logit difference
+    max_abs_diff: float  # largest output difference (logits; probabilities for an image-input file)
     threshold: float  # the agreement the export required
 
 
@@ -63,6 +63,10 @@ class Manifest(BaseModel):
     files: dict[str, str]  # every file the artifact consists of (an IR's .xml and .bin) -> sha256
     input: TensorSpec
     output: TensorSpec
+    # True: the file takes a uint8 RGB image of the input size, normalises it itself and
+    # returns class probabilities (built with --image-input, for apps). False: it takes
+    # the normalised tensor `preprocessing` describes and returns logits.
+    image_input: bool = False
     preprocessing: dict[str, Any]
     labels: list[str] | None
     source_model: dict[str, Any]

@@ -46,9 +46,12 @@ class Model:
     def fingerprint(self) -> str:
         """sha256 of the weights, independent of file format and key order."""
         digest = hashlib.sha256()
-        for key, tensor in sorted(self.module.state_dict().items()):
+        for key, value in sorted(self.module.state_dict().items()):
             digest.update(key.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            if isinstance(value, torch.Tensor):
+                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+            else:  # quantized modules also keep dtypes and schemes in their state
+                digest.update(repr(value).encode())
         return digest.hexdigest()
 
     def predictor(self, threads: int | None = None):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .data import ImageDataset, calibration_batch
+from .data import ImageDataset, normalize, sample_pixels
 from .evaluate import Accuracy, agreement, evaluate
 from .export import Artifact, ExportConfig, Target, export
 from .manifest import AccuracySpec, write_manifest
@@ -82,12 +82,12 @@ def compress(
             with stage("calibrate"):
                 calibration = calibrate(model, calibration_data or data, options.calibration)
         with stage("export"):
-            samples = calibration_batch(data, spec, min(options.export.verify_samples, len(data)), seed=1)
+            samples = sample_pixels(data, spec, min(options.export.verify_samples, len(data)), seed=1)
             artifacts = export(model, targets, run, samples=samples,
-                               calibration=calibration.images if calibration else None,
+                               calibration=calibration.pixels if calibration else None,
                                config=options.export, threads=options.threads)
 
-        rows = [_pytorch_row(model, baseline, samples, options)]
+        rows = [_pytorch_row(model, baseline, normalize(samples[:1], spec), options)]
         for artifact in artifacts:
             with stage(f"evaluate-{artifact.target.name}"):
                 rows.append(_artifact_row(artifact, data, spec, samples[:1], baseline, options))
@@ -107,9 +107,8 @@ def _accuracy_spec(accuracy: Accuracy, data: ImageDataset) -> AccuracySpec:
     return AccuracySpec(top1=accuracy.top1, top5=accuracy.top5, samples=accuracy.n, data=data.fingerprint())
 
 
-def _pytorch_row(model: Model, baseline: Accuracy, samples, options: CompressOptions) -> ResultRow:
+def _pytorch_row(model: Model, baseline: Accuracy, one, options: CompressOptions) -> ResultRow:
     predict = model.predictor(options.threads)
-    one = samples[:1]
     size = sum(t.numel() * t.element_size() for t in model.module.state_dict().values())
     return ResultRow(
         target="pytorch-fp32", file=None, size_bytes=size, top1=baseline.top1, top5=baseline.top5,
@@ -118,7 +117,8 @@ def _pytorch_row(model: Model, baseline: Accuracy, samples, options: CompressOpt
     )
 
 
-def _artifact_row(artifact: Artifact, data: ImageDataset, spec, one, baseline: Accuracy, options) -> ResultRow:
+def _artifact_row(artifact: Artifact, data: ImageDataset, spec, pixels, baseline: Accuracy, options) -> ResultRow:
+    """Evaluate and time one artifact; `pixels` is the image (uint8 NHWC RGB) it is timed on."""
     file = str(Path(artifact.target.name) / artifact.path.name)
     # The manifest learns what the artifact was measured to do; the runner checks against it later.
     update = {"baseline": _accuracy_spec(baseline, data)}
@@ -127,11 +127,12 @@ def _artifact_row(artifact: Artifact, data: ImageDataset, spec, one, baseline: A
         check = (artifact.manifest.validation or {}).get("runtime_check", "no runtime on this host")
         return ResultRow(target=artifact.target.name, file=file, size_bytes=artifact.manifest.size_bytes, top1=None,
                          top5=None, delta_top1=None, agreement=None, latency=None, note=f"not run: {check}")
-    runtime = open_artifact(artifact.path, options.threads)
-    accuracy = evaluate(runtime, data, spec, batch_size=options.batch_size, progress=artifact.target.name)
+    runtime = open_artifact(artifact.path, options.threads, image_input=artifact.manifest.image_input)
+    accuracy = evaluate(runtime, data, spec, batch_size=options.batch_size, progress=artifact.target.name,
+                        layout=runtime.input_layout, normalized=not runtime.image_input)
     update["accuracy"] = _accuracy_spec(accuracy, data)
     write_manifest(artifact.manifest.model_copy(update=update), artifact.directory)
-    raw = runtime.to_raw(one)
+    raw = runtime.to_raw(pixels if runtime.image_input else normalize(pixels, spec))
     latency = measure_latency(lambda: runtime.invoke(raw), runs=options.latency_runs, warmup=options.latency_warmup)
     return ResultRow(
         target=artifact.target.name, file=file, size_bytes=artifact.manifest.size_bytes,

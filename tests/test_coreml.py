@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 import edgeresnet
+from edgeresnet.data import normalize
 from edgeresnet.errors import ConversionError, EdgeResNetError, VerificationError
 from edgeresnet.export import coreml as coreml_export
 from edgeresnet.export import coreml_check
@@ -197,7 +198,7 @@ class _TorchBackedMLModel:
             if not self.image_input:
                 return {"logits": self.model.module.eval()(torch.from_numpy(feeds["input"])).numpy()}
             pixels = np.asarray(feeds["image"])[None]  # an RGB PIL image
-            x = coreml_check._normalise(pixels, self.model.preprocess)
+            x = normalize(pixels, self.model.preprocess)
             probs = torch.softmax(self.model.module.eval()(torch.from_numpy(x)), 1)[0].numpy()
             return {"classLabel": LABELS[int(probs.argmax())],
                     "classLabel_probs": {label: float(p) for label, p in zip(LABELS, probs)}}
@@ -210,9 +211,40 @@ def test_macos_branch_compares_with_pytorch(model, packages, monkeypatch, image_
     monkeypatch.setattr(platform, "system", lambda: "Darwin")
     monkeypatch.setattr(coreml_check, "inspect_coreml", lambda path: info)
     monkeypatch.setattr(ct.models, "MLModel", lambda path, **kw: _TorchBackedMLModel(model, image_input))
-    samples = np.random.default_rng(0).standard_normal((6, 3, 32, 32)).astype(np.float32)
+    samples = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     checked = coreml_check.validate_coreml(
         packages["fp16", image_input], precision="fp16", image_input=image_input, labels=LABELS,
         input_size=32, model=model, samples=samples)
     assert checked["runtime_check"] == "passed"
     assert checked["fidelity"]["agreement"] == 100.0 and checked["fidelity"]["samples"] == 6
+
+
+def test_w8a8_package_has_integer_activations_and_a_simulated_check(tmp_path):
+    """coreml-w8a8 on Linux: calibrated in PyTorch with Core ML's scheme, converted, checked by its spec."""
+    from edgeresnet.assets import DEMO_DATA, DEMO_MODEL
+    from edgeresnet.data import open_dataset
+    from edgeresnet.manifest import read_manifest
+
+    model = edgeresnet.load_model(DEMO_MODEL)
+    before = model.fingerprint()
+    report = edgeresnet.compress(model, open_dataset(DEMO_DATA), edgeresnet.parse_targets(["coreml-w8a8"]),
+                                 tmp_path / "run", options=edgeresnet.CompressOptions(latency_runs=2))
+    assert model.fingerprint() == before  # quantization worked on a copy
+    assert report.results[1].note == "not run: needs macOS"
+    manifest = read_manifest(tmp_path / "run" / "coreml-w8a8")
+    checked = manifest.validation
+    assert checked["opset"] == "CoreML7"  # activation quantize ops need iOS 17
+    assert checked["int8_granularity"] == "per_channel" and "int8" in checked["weight_dtypes"]
+    assert checked["activation_dtypes"] and set(checked["activation_dtypes"]) <= {"int8", "uint8"}
+    assert {"quantize", "dequantize"} <= set(checked["op_types"])
+    simulated = checked["simulated_fidelity"]  # the fake-quantized module the package was converted from
+    assert simulated["samples"] == 300 and 98.0 <= simulated["agreement"] < 100.0
+    info = coreml_check.inspect_coreml(tmp_path / "run" / "coreml-w8a8" / manifest.file)
+    assert info["metadata"]["source_sha256"] == before  # the weights it was quantized from
+
+
+def test_w8a8_needs_quantized_weights(model, tmp_path):
+    """An unquantized model converted as w8a8 is caught by the spec check, not shipped as fp16."""
+    package = coreml_export.export_coreml(model, tmp_path / "plain.mlpackage", "w8a8")
+    with pytest.raises(VerificationError, match="expected int8 conv/linear weights, found \[.fp16.\]"):
+        coreml_check.validate_coreml(package, precision="w8a8", image_input=False, labels=LABELS, input_size=32)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeresnet.data import batches, calibration_batch, normalize, open_dataset, prepare
+from edgeresnet.data import batches, normalize, open_dataset, prepare, sample_pixels
 from edgeresnet.errors import DataError
 from edgeresnet.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
@@ -324,13 +324,18 @@ def test_subset_is_seeded_sorted_and_bounded(tmp_path):
         ds.subset(0)
 
 
-def test_calibration_batch(tmp_path):
+def test_sample_pixels(tmp_path):
     ds = npz_dataset(tmp_path, n=20)
-    spec = Preprocess(input_size=6)
-    batch = calibration_batch(ds, spec, 8, seed=5)
-    assert batch.shape == (8, 3, 6, 6) and batch.dtype == np.float32
-    np.testing.assert_array_equal(batch, calibration_batch(ds, spec, 8, seed=5))
-    assert len(calibration_batch(ds, spec, 100)) == 20
+    spec = Preprocess(input_size=6, channel_order="BGR")
+    pixels = sample_pixels(ds, spec, 8, seed=5)
+    assert pixels.shape == (8, 6, 6, 3) and pixels.dtype == np.uint8
+    np.testing.assert_array_equal(pixels, sample_pixels(ds, spec, 8, seed=5))
+    assert len(sample_pixels(ds, spec, 100)) == 20
+    # RGB whatever the model's channel order: that belongs to normalize(), as to an image-input artifact.
+    subset = ds.subset(8, seed=5)
+    np.testing.assert_array_equal(pixels, np.stack([prepare(subset.image(i), spec) for i in range(8)]))
+    with raises_one_line("cannot sample 0 images"):
+        sample_pixels(ds, spec, 0)
 
 
 # --------------------------------------------------------------------------- the real data, and imports

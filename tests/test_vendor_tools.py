@@ -15,6 +15,7 @@ from edgeresnet.assets import DEMO_DATA, DEMO_MODEL
 from edgeresnet.data import open_dataset
 
 BIN = Path(sys.executable).parent
+TFLITE, OPENVINO = "tflite-int8,tflite-fp16,tflite-fp32", "openvino-int8,openvino-fp16,openvino-fp32"
 
 
 def _tool(name: str) -> Path:
@@ -24,19 +25,27 @@ def _tool(name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("vendor") / "run"
+def _export(out: Path, image_input: bool) -> Path:
     data = open_dataset(DEMO_DATA)  # all 300: int8 agreement is checked at 98%, so 40 images would allow no flip
+    options = edgeresnet.CompressOptions(export=edgeresnet.ExportConfig(image_input=image_input), latency_runs=2)
     edgeresnet.compress(edgeresnet.load_model(DEMO_MODEL), data,
-                        edgeresnet.parse_targets(["tflite-int8,tflite-fp16,openvino-int8,openvino-fp32"]), out)
+                        edgeresnet.parse_targets([f"{TFLITE},{OPENVINO}"]), out,
+                        options=options)
     return out
 
 
-@pytest.mark.parametrize("target", ["tflite-int8", "tflite-fp16"])
-def test_litert_benchmark_runs_our_tflite(run, target, tmp_path):
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Tensor-input files, and the image-input ones (uint8 pixels in) that apps embed."""
+    root = tmp_path_factory.mktemp("vendor")
+    return {"tensor": _export(root / "tensor", False), "image": _export(root / "image", True)}
+
+
+@pytest.mark.parametrize("kind", ["tensor", "image"])
+@pytest.mark.parametrize("target", TFLITE.split(","))
+def test_litert_benchmark_runs_our_tflite(runs, kind, target, tmp_path):
     tool = _tool("litert-benchmark")
-    model = next((run / target).glob("*.tflite"))
+    model = next((runs[kind] / target).glob("*.tflite"))
     result_json = tmp_path / "result.json"
     done = subprocess.run([tool, "--model", model, "--num_runs", "20", "--warmup_runs", "2", "--num_threads", "2",
                            "--result_json", result_json], capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -45,10 +54,11 @@ def test_litert_benchmark_runs_our_tflite(run, target, tmp_path):
     assert latency["num_runs"] == 20 and latency["median_ms"] > 0
 
 
-@pytest.mark.parametrize("target", ["openvino-int8", "openvino-fp32"])
-def test_benchmark_app_runs_our_ir(run, target, tmp_path):
+@pytest.mark.parametrize("kind", ["tensor", "image"])
+@pytest.mark.parametrize("target", OPENVINO.split(","))
+def test_benchmark_app_runs_our_ir(runs, kind, target, tmp_path):
     tool = _tool("benchmark_app")
-    model = next((run / target).glob("*.xml"))
+    model = next((runs[kind] / target).glob("*.xml"))
     done = subprocess.run([tool, "-m", model, "-d", "CPU", "-niter", "20", "-nthreads", "2", "-nstreams", "1",
                            "-hint", "none", "-api", "sync"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
                           env={"CI": "true", "PATH": "/usr/bin:/bin"})

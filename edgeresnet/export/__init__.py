@@ -16,11 +16,14 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..data import normalize
+from ..errors import ConversionError
 from ..manifest import Manifest, TensorSpec, artifact_sha256, file_hashes, tool_versions, write_manifest
 from ..model import Model
 from ..runner.runtimes import open_artifact
 from .coreml import export_coreml
 from .coreml_check import validate_coreml
+from .coreml_w8a8 import quantize_w8a8
 from .onnx import OUTPUT_NAME, export_onnx
 from .openvino import export_openvino
 from .targets import TARGETS, Target, parse_targets
@@ -40,8 +43,21 @@ __all__ = ["Artifact", "ExportConfig", "TARGETS", "Target", "export", "parse_tar
 
 class ExportConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    io_dtype: Literal["int8", "uint8", "float32"] = "int8"  # input/output type of int8 TFLite files
+    # Bake the preprocessing in: the TFLite, OpenVINO and Core ML files take a uint8 RGB
+    # image of the input size and return class probabilities, as an app feeds a camera
+    # frame. The onnx target stays the plain intermediate (normalised tensor in, logits out).
+    image_input: bool = False
+    # Output type of int8 TFLite files, and their input type when it is a tensor (an
+    # image input is uint8). Default: int8, or float32 probabilities with image_input.
+    io_dtype: Literal["int8", "uint8", "float32"] | None = None
     verify_samples: int = Field(default=512, ge=1)  # images on which each file is compared with PyTorch
+
+    @property
+    def tflite_io(self) -> tuple[str, str]:
+        """(input, output) types of an int8 TFLite file."""
+        if self.image_input:
+            return "uint8", self.io_dtype or "float32"
+        return self.io_dtype or "int8", self.io_dtype or "int8"
 
 
 @dataclass(frozen=True)
@@ -67,54 +83,77 @@ def export(
 ) -> list[Artifact]:
     """Write one directory per target under `out_dir`.
 
-    `samples` (NCHW float32, normalised) are the images each file is verified on against
-    PyTorch; `calibration` sets int8 activation ranges.
+    `samples` are the images each file is verified on against PyTorch; `calibration` the
+    ones that set int8 activation ranges. Both are uint8 NHWC RGB pixels at the model's
+    input size (data.sample_pixels): each converter normalises them as its graph needs.
     """
     work = out_dir / ".work"
+    spec = model.preprocess
     # Every converter but coremltools reads ONNX; a CoreML-only export needs none.
     if any(target.runtime != "coreml" for target in targets):
         onnx_path = export_onnx(model, work / "model.onnx")
-    reference = model.predictor()(samples)
+    tensors = normalize(samples, spec)
+    logits = model.predictor()(tensors)
     source = model.describe()  # hashes every weight: once, not once per target
-    paths = {}
+    paths, simulated = {}, {}
     for target in targets:
         directory = out_dir / target.name
         directory.mkdir(parents=True, exist_ok=True)
         paths[target] = directory / f"{model.arch}-{target.name}{target.suffix}"
+        image_input = config.image_input and target.runtime != "onnx"
         if target.runtime == "onnx":
             shutil.copy(onnx_path, paths[target])
         elif target.runtime == "openvino":
-            export_openvino(onnx_path, paths[target], target.precision, calibration=calibration)
+            export_openvino(onnx_path, paths[target], target.precision, calibration=_normalized(calibration, spec),
+                            preprocess=spec if image_input else None, labels=model.labels)
         elif target.runtime == "coreml":
-            export_coreml(model, paths[target], target.precision)  # from PyTorch: coremltools reads no ONNX
+            converted = model
+            if target.precision == "w8a8":
+                converted = quantize_w8a8(model, _normalized(calibration, spec))
+                # The package cannot run on Linux; the fake-quantized module it was converted
+                # from can, and must already pass the int8 bar.
+                simulated[target] = check_fidelity(logits, converted.predictor()(tensors), target.precision,
+                                                   name=f"{paths[target].name} (simulated in PyTorch)")
+            export_coreml(converted, paths[target], target.precision, image_input=image_input)
     tflite = {t.precision: paths[t] for t in targets if t.runtime == "tflite"}
     if tflite:
-        export_tflite(onnx_path, tflite, workdir=work / "tflite", samples=samples,
-                      calibration=calibration, io_dtype=config.io_dtype)
+        export_tflite(onnx_path, tflite, workdir=work / "tflite", samples=tensors, calibration=calibration,
+                      preprocess=spec, image_input=config.image_input, io_dtypes=config.tflite_io,
+                      description=_tflite_description(model, config.image_input))
 
     artifacts = []
     for target, path in paths.items():
+        image_input = config.image_input and target.runtime != "onnx"
         directory = path.parent
         files = file_hashes(path)
         validation = None
         if target.runtime == "coreml":
-            validation = validate_coreml(path, precision=target.precision, image_input=False, labels=model.labels,
-                                         input_size=model.preprocess.input_size, model=model, samples=samples)
+            validation = validate_coreml(path, precision=target.precision, image_input=image_input,
+                                         labels=model.labels, input_size=spec.input_size, model=model,
+                                         samples=samples)
             # The manifest's own fields say these; validation keeps the spec checks.
             inputs = validation.pop("input")
+            outputs = validation.pop("output")
             fidelity = validation.pop("fidelity", None)  # None on Linux: validation["runtime_check"] says why
             validation.pop("size_bytes", None)
-            outputs = {"name": OUTPUT_NAME, "shape": [1, model.num_classes], "dtype": "float32"}
+            if target in simulated:
+                validation["simulated_fidelity"] = simulated[target].model_dump()
         else:
-            runtime = open_artifact(path, threads)
+            runtime = open_artifact(path, threads, image_input=image_input)
             inputs, outputs = runtime.io_specs()
-            fidelity = check_fidelity(reference, runtime(samples), target.precision, name=path.name)
+            if image_input:
+                _check_pixel_input(inputs, path.name)
+            if image_input:
+                fidelity = check_fidelity(_softmax(logits), runtime(samples), target.precision, name=path.name,
+                                          reference_logits=logits)
+            else:
+                fidelity = check_fidelity(logits, runtime(tensors), target.precision, name=path.name)
         manifest = Manifest(
             target=target.name, runtime=target.runtime, precision=target.precision,
             file=path.name, sha256=artifact_sha256(path, files), files=files,
             size_bytes=sum((directory / name).stat().st_size for name in files),
-            input=TensorSpec(**inputs), output=TensorSpec(**outputs),
-            preprocessing=model.preprocess.model_dump(), labels=list(model.labels) if model.labels else None,
+            input=TensorSpec(**inputs), output=TensorSpec(**outputs), image_input=image_input,
+            preprocessing=spec.model_dump(), labels=list(model.labels) if model.labels else None,
             source_model=source, fidelity=fidelity, validation=validation,
             tools=tool_versions("torch", "onnx", "onnxsim", *TOOLS[target.runtime]),
         )
@@ -122,3 +161,48 @@ def export(
         artifacts.append(Artifact(target, path, manifest))
     shutil.rmtree(work, ignore_errors=True)
     return artifacts
+
+
+def _check_pixel_input(spec: dict, name: str) -> None:
+    """An image input must take an app's pixels unchanged: uint8 and, if quantized, scale 1 and zero point 0."""
+    if spec["dtype"] != "uint8" or spec.get("scale") not in (None, 1.0) or spec.get("zero_point") not in (None, 0):
+        raise ConversionError(
+            f"{name}: its image input is {spec['dtype']} (scale {spec.get('scale')}, zero point "
+            f"{spec.get('zero_point')}), not raw uint8 pixels", "please report this with the model")
+
+
+def _normalized(pixels: np.ndarray | None, spec) -> np.ndarray | None:
+    return None if pixels is None else normalize(pixels, spec)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _tflite_description(model: Model, image_input: bool) -> dict:
+    """What the TFLite metadata tells Android Studio and the Task Library about the file."""
+    from .. import __version__
+
+    p = model.preprocess
+    if image_input:
+        # The file normalises inside: the app feeds raw pixels (mean 0, std 1).
+        mean, std, value_range = [0.0] * 3, [1.0] * 3, (0.0, 255.0)
+        input_text = (f"RGB image, {p.input_size}x{p.input_size}, uint8 (resize and crop it first); normalised "
+                      f"inside the model as (x/255 - mean)/std with mean {list(p.mean)}, std {list(p.std)}")
+        output_text = "class probabilities"
+    else:
+        # In pixel units, as the Task Library applies (x - mean) / std to a float input.
+        mean, std = [255.0 * m for m in p.mean], [255.0 * s for s in p.std]
+        value_range = (min(-m / s for m, s in zip(mean, std)), max((255.0 - m) / s for m, s in zip(mean, std)))
+        input_text = (f"{p.channel_order} image, {p.input_size}x{p.input_size}, NHWC, normalised as "
+                      f"(x/255 - mean)/std with mean {list(p.mean)}, std {list(p.std)}")
+        output_text = "logits (apply softmax for probabilities)"
+    return {
+        "name": model.arch, "version": __version__, "author": "edgeresnet", "license": "see the model's source",
+        "description": f"{model.arch} image classifier, {model.num_classes} classes, exported by edgeresnet",
+        "input_description": input_text, "mean": mean, "std": std,
+        "input_min": value_range[0], "input_max": value_range[1],
+        "output_description": output_text, "labels": list(model.labels) if model.labels else None,
+        "output_name": "probability" if image_input else "logits",
+    }

@@ -1,12 +1,14 @@
-"""PyTorch -> Core ML ML Program (.mlpackage) in fp16 or with int8 weights, and its inspection.
+"""PyTorch -> Core ML ML Program (.mlpackage) in fp16, with int8 weights, or W8A8.
 
-The model is traced with TorchScript and converted by coremltools. Two precisions:
+The model is traced with TorchScript and converted by coremltools. Three precisions:
 
 * ``fp16``: ML Program with fp16 weights and fp16 compute (the ML Program default).
 * ``int8w``: the same program, then every conv/linear kernel linearly quantized to int8,
   symmetric, one scale per output channel (``constexpr_affine_dequantize`` ops, iOS 16+);
   activations stay fp16. Core ML dequantizes on load or on the fly; it saves size, not
   integer compute.
+* ``w8a8``: a model already quantized by coreml_w8a8.quantize_w8a8 (or by training); its
+  quantize/dequantize pairs become int8 weights and 8-bit activations (iOS 17+).
 
 Linux can convert and read a package but cannot run one (prediction needs macOS);
 coreml_check.py checks what the file declares there, and runs it on macOS.
@@ -39,11 +41,11 @@ IMAGE_INPUT_NAME = "image"  # image input: an RGB (or BGR) picture of input_size
 OUTPUT_NAME = "logits"
 PROBABILITIES_NAME = "probabilities"  # image input without labels: softmax output
 CLASS_LABEL_NAME = "classLabel"  # image input with labels: Core ML classifier outputs
-PRECISIONS = ("fp16", "int8w")
+PRECISIONS = ("fp16", "int8w", "w8a8")
 
 # Deployment targets: an fp16 ML Program runs from iOS 15 / macOS 12; int8 weights
-# (constexpr_affine_dequantize) need iOS 16 / macOS 13.
-_TARGETS = {"fp16": "iOS15", "int8w": "iOS16"}
+# (constexpr_affine_dequantize) need iOS 16 / macOS 13; activation quantize ops iOS 17 / macOS 14.
+_TARGETS = {"fp16": "iOS15", "int8w": "iOS16", "w8a8": "iOS17"}
 # Names of coremltools' metadata entries; the conversion date is removed so that two
 # exports of the same model are byte-identical.
 _DATE_KEY = "com.github.apple.coremltools.conversion_date"
@@ -187,7 +189,8 @@ def _set_metadata(mlmodel, model: Model, precision: str, image_input: bool) -> N
     meta[_META_PREFIX + "input"] = "image" if image_input else "tensor"
     meta[_META_PREFIX + "preprocessing"] = json.dumps(p.model_dump(mode="json"), sort_keys=True)
     meta[_META_PREFIX + "labels"] = json.dumps(list(model.labels) if model.labels else None)
-    meta[_META_PREFIX + "source_sha256"] = model.fingerprint()
+    # A model quantized for export records the weights it was quantized from.
+    meta[_META_PREFIX + "source_sha256"] = model.options.get("source_sha256") or model.fingerprint()
     if image_input:
         mlmodel.input_description[IMAGE_INPUT_NAME] = (
             f"{p.channel_order} image, {p.input_size}x{p.input_size} (resize/crop it first)")

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data import normalize
 from ..errors import EdgeResNetError, VerificationError
 from ..model import Model
-from ..preprocess import Preprocess
 from .coreml import (
     _META_PREFIX, IMAGE_INPUT_NAME, INPUT_NAME, OUTPUT_NAME, PRECISIONS, PROBABILITIES_NAME, _converter_quiet,
     import_coremltools,
@@ -241,7 +241,7 @@ def validate_coreml(
     """Check the package at `path` is what was asked for; return a description for a manifest.
 
     Raises VerificationError on the first mismatch. On macOS, given the source `model` and
-    `samples` (NCHW float32, normalised), it also runs the package and compares it with
+    `samples` (uint8 NHWC RGB pixels), it also runs the package and compares it with
     PyTorch; elsewhere ``runtime_check`` is ``"needs macOS"``.
     """
     info = inspect_coreml(path)
@@ -256,14 +256,17 @@ def validate_coreml(
     if precision == "fp16":
         if kernels != {"fp16"}:
             fail(f"expected fp16 weights, found {sorted(kernels) or 'none'}")
-    elif precision == "int8w":
+    elif precision in ("int8w", "w8a8"):
         if kernels != {"int8"}:
             fail(f"expected int8 conv/linear weights, found {sorted(kernels) or 'none'}")
         if info["int8_granularity"] not in ("per_channel", "blockwise"):
             fail(f"expected per-channel int8 weights, found {info['int8_granularity']}")
     else:
         raise EdgeResNetError(f"unknown Core ML precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
-    if info["activation_dtypes"]:
+    if precision == "w8a8":
+        if not info["activation_dtypes"] or not set(info["activation_dtypes"]) <= {"int8", "uint8"}:
+            fail(f"expected 8-bit activations, found {info['activation_dtypes'] or 'fp16 ones'}")
+    elif info["activation_dtypes"]:
         fail(f"expected fp16 activations, found {info['activation_dtypes']} ones")
 
     # Input.
@@ -305,11 +308,13 @@ def validate_coreml(
         "precision": precision,
         "opset": info["opset"],
         "input": _input_spec(given),
+        "output": _output_spec(info, image_input, len(labels) if labels else model.num_classes if model else None),
         "outputs": info["outputs"],
         "classifier": info["classifier"],
         "labels": info["labels"] if info["classifier"] else labels,
         "weight_dtypes": info["weight_dtypes"],
         "int8_granularity": info["int8_granularity"],
+        "activation_dtypes": info["activation_dtypes"],
         "op_types": info["op_types"],
         "size_bytes": info["size_bytes"],
     }
@@ -333,9 +338,17 @@ def _input_spec(feature: dict[str, Any]) -> dict[str, Any]:
             "layout": "NCHW"}
 
 
+def _output_spec(info: dict[str, Any], image_input: bool, classes: int | None) -> dict[str, Any]:
+    """The scores output as manifest.TensorSpec fields (a classifier's is a label -> probability map)."""
+    shape = [1, classes] if classes else []
+    if info["classifier"]:
+        return {"name": info["probabilities_output"], "shape": shape[1:], "dtype": "dictionary(string: double)"}
+    return {"name": PROBABILITIES_NAME if image_input else OUTPUT_NAME, "shape": shape, "dtype": "float32"}
+
+
 def _run_on_macos(path: Path, model: Model, samples: np.ndarray, precision: str, image_input: bool,
                   info: dict[str, Any]):
-    """Predict each sample with Core ML and compare top-1 with PyTorch (macOS only)."""
+    """Predict each sample (uint8 NHWC RGB) with Core ML and compare top-1 with PyTorch (macOS only)."""
     from .verify import check_fidelity
 
     ct = import_coremltools()
@@ -345,18 +358,17 @@ def _run_on_macos(path: Path, model: Model, samples: np.ndarray, precision: str,
     except Exception as exc:
         raise VerificationError(f"Core ML cannot load {path.name}: {' '.join(str(exc).split())[:300]}",
                                 "re-export it; check the macOS version supports its opset") from None
-    samples = np.ascontiguousarray(samples, dtype=np.float32)
     module = model.copy_module().eval()  # leave the caller's module in its own mode
+    tensors = normalize(samples, model.preprocess)
+    with torch.inference_mode():
+        logits = module(torch.from_numpy(tensors)).numpy()
+    reference = logits
     if image_input:
-        pixels = _to_pixels(samples, model.preprocess)  # what a camera would give: uint8 NHWC, model channel order
-        renormalised = _normalise(pixels, model.preprocess)
-        with torch.inference_mode():
-            reference = torch.softmax(module(torch.from_numpy(renormalised)), dim=1).numpy()
         from PIL import Image
 
-        rgb = pixels if model.preprocess.channel_order == "RGB" else pixels[..., ::-1]
+        reference = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
         candidate = []
-        for image in rgb:
+        for image in samples:  # RGB, as a camera gives it: the package's color_layout handles BGR models
             out = mlmodel.predict({IMAGE_INPUT_NAME: Image.fromarray(np.ascontiguousarray(image), "RGB")})
             if info["classifier"]:
                 probs = out[info["probabilities_output"]]
@@ -365,25 +377,10 @@ def _run_on_macos(path: Path, model: Model, samples: np.ndarray, precision: str,
                 candidate.append(np.asarray(out[PROBABILITIES_NAME]).reshape(-1))
         candidate = np.asarray(candidate, dtype=np.float32)
     else:
-        with torch.inference_mode():
-            reference = module(torch.from_numpy(samples)).numpy()
         candidate = np.concatenate(
             [np.asarray(mlmodel.predict({INPUT_NAME: s[None]})[OUTPUT_NAME], dtype=np.float32).reshape(1, -1)
-             for s in samples])
+             for s in tensors])
     # int8 weights with fp16 activations: held to the int8 bar, which is what they are measured against.
     return check_fidelity(reference, candidate, "fp16" if precision == "fp16" else "int8",
-                          name=path.name).model_dump()
+                          name=path.name, reference_logits=logits).model_dump()
 
-
-def _to_pixels(batch: np.ndarray, preprocess: Preprocess) -> np.ndarray:
-    """Normalised NCHW float32 -> uint8 NHWC pixels (channels in the model's order)."""
-    mean = np.asarray(preprocess.mean, dtype=np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(preprocess.std, dtype=np.float32).reshape(1, 3, 1, 1)
-    pixels = np.clip(np.rint((batch * std + mean) * 255.0), 0, 255).astype(np.uint8)
-    return pixels.transpose(0, 2, 3, 1)
-
-
-def _normalise(pixels: np.ndarray, preprocess: Preprocess) -> np.ndarray:
-    mean = np.asarray(preprocess.mean, dtype=np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(preprocess.std, dtype=np.float32).reshape(1, 3, 1, 1)
-    return np.ascontiguousarray((pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - mean) / std)

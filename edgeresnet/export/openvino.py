@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConversionError, EdgeResNetError, first_line, require
+from ..preprocess import Preprocess
 
 
 @contextlib.contextmanager
@@ -37,8 +38,21 @@ def telemetry_declined():
             os.environ["CI"] = previous
 
 
-def export_openvino(onnx_path: Path, output: Path, precision: str, *, calibration: np.ndarray | None = None) -> Path:
-    """Write `output` (.xml, with its .bin beside it). `calibration` is NCHW float32, normalised."""
+def export_openvino(
+    onnx_path: Path,
+    output: Path,
+    precision: str,
+    *,
+    calibration: np.ndarray | None = None,
+    preprocess: Preprocess | None = None,
+    labels: tuple[str, ...] | None = None,
+) -> Path:
+    """Write `output` (.xml, with its .bin beside it). `calibration` is NCHW float32, normalised.
+
+    With `preprocess`, the IR takes a uint8 NHWC RGB image and returns probabilities
+    (see image_classifier). `labels` go into the IR's rt_info, where OpenVINO's Model API
+    looks for them.
+    """
     require(("openvino", "nncf"), "OpenVINO export", "openvino")
     with telemetry_declined():
         import openvino as ov
@@ -47,12 +61,44 @@ def export_openvino(onnx_path: Path, output: Path, precision: str, *, calibratio
             model = ov.convert_model(str(onnx_path))
             if precision == "int8":
                 model = _quantize(model, calibration)
+            if preprocess is not None:
+                # After quantization, so that NNCF calibrates the same graph in both cases.
+                model = image_classifier(model, preprocess)
+            model.set_rt_info("Classification", ["model_info", "model_type"])
+            if labels:
+                model.set_rt_info(" ".join(label.replace(" ", "_") for label in labels), ["model_info", "labels"])
             ov.save_model(model, str(output), compress_to_fp16=(precision == "fp16"))
         except EdgeResNetError:
             raise
         except Exception as exc:  # the converter's own reason names the failing node
             raise ConversionError(f"OpenVINO {precision} conversion failed: {first_line(str(exc)) or type(exc).__name__}") from exc
     return output
+
+
+def image_classifier(model, preprocess: Preprocess):
+    """The IR with its preprocessing built in by OpenVINO's PrePostProcessor, and a softmax.
+
+    The input becomes uint8 NHWC RGB pixels; the steps convert them to float, reorder the
+    channels for a BGR model, subtract 255 mean and divide by 255 std per channel, and
+    transpose to the network's NCHW. OpenVINO's CPU plugin fuses them into the first layer.
+    """
+    import openvino as ov
+    from openvino import opset13
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    order = [0, 1, 2] if preprocess.channel_order == "RGB" else [2, 1, 0]
+    ppp = PrePostProcessor(model)
+    image = ppp.input()
+    image.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.RGB)
+    image.model().set_layout(ov.Layout("NCHW"))
+    steps = image.preprocess().convert_element_type(ov.Type.f32)
+    if preprocess.channel_order == "BGR":
+        steps.convert_color(ColorFormat.BGR)
+    steps.mean([255.0 * preprocess.mean[c] for c in order]).scale([255.0 * preprocess.std[c] for c in order])
+    ppp.output().postprocess().custom(lambda logits: opset13.softmax(logits, 1).output(0))
+    model = ppp.build()
+    model.output(0).set_names({"probabilities"})
+    return model
 
 
 def _quantize(model, calibration: np.ndarray | None):

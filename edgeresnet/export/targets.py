@@ -12,12 +12,12 @@ from ..errors import TargetError, closest
 class Target:
     name: str  # what the user types, e.g. "tflite-int8"
     runtime: str  # "tflite", "openvino", "coreml" or "onnx"; the runner picks its runtime by this
-    precision: str  # "fp32", "fp16", "int8" (weights and activations) or "int8w" (weights only)
+    precision: str  # "fp32", "fp16", "int8" / "w8a8" (int8 weights and activations) or "int8w" (weights only)
     suffix: str  # file extension of the artifact
 
     @property
     def needs_calibration(self) -> bool:
-        return self.precision == "int8"
+        return self.precision in ("int8", "w8a8")
 
     @property
     def extra(self) -> str:
@@ -37,6 +37,7 @@ TARGETS: dict[str, Target] = {
         Target("openvino-int8", "openvino", "int8", ".xml"),
         Target("coreml-fp16", "coreml", "fp16", ".mlpackage"),
         Target("coreml-int8w", "coreml", "int8w", ".mlpackage"),
+        Target("coreml-w8a8", "coreml", "w8a8", ".mlpackage"),
     )
 }
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConversionError, first_line, require
+from ..preprocess import Preprocess
 
 
 def export_tflite(
@@ -25,14 +26,18 @@ def export_tflite(
     workdir: Path,
     samples: np.ndarray,
     calibration: np.ndarray | None = None,
-    io_dtype: str = "int8",
-) -> Path:
+    preprocess: Preprocess,
+    image_input: bool = False,
+    io_dtypes: tuple[str, str] = ("int8", "int8"),
+    description: dict,
+) -> dict[str, Path]:
     """Convert `onnx_path` to one file per precision ("fp32", "fp16", "int8") in `outputs`.
 
-    Images are NCHW float32, normalised.
-
-    `samples` (a few images) replace the ones onnx2tf would download to check its
-    layers; `calibration` (int8 only) sets the activation ranges.
+    `samples` (a few normalised NCHW float32 images) replace the ones onnx2tf would
+    download to check its layers; `calibration` (uint8 NHWC RGB pixels, int8 only) sets
+    the activation ranges. `image_input` puts `preprocess` and a softmax into the file;
+    `io_dtypes` are an int8 file's (input, output) types; `description` becomes its
+    TFLite metadata (tflite_metadata.add_metadata's arguments).
     """
     require(("tensorflow", "onnx2tf", "onnx"), "TFLite export", "tflite")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -43,14 +48,17 @@ def export_tflite(
         "saved_model": str((workdir / "saved_model").resolve()),
         "outputs": {precision: str(path.resolve()) for precision, path in outputs.items()},
         "samples": str(samples_path.resolve()),
-        "io_dtype": io_dtype,
         "calibration": None,
+        "preprocess": preprocess.model_dump(mode="json"),
+        "image_input": image_input,
+        "io_dtypes": list(io_dtypes),
+        "metadata": description,
     }
     if "int8" in outputs:
         if calibration is None or len(calibration) == 0:
             raise ConversionError("int8 export needs calibration images", "pass --data with labelled images")
         calibration_path = workdir / "calibration.npy"
-        np.save(calibration_path, _to_nhwc(calibration))
+        np.save(calibration_path, calibration)
         job["calibration"] = str(calibration_path.resolve())
     job_path = workdir / "job.json"
     job_path.write_text(json.dumps(job, indent=2))

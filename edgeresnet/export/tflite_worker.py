@@ -8,7 +8,8 @@ downloads them from the internet when they are missing; we write the user's own
 images there instead, so conversion needs no network.
 
 Usage: python -m edgeresnet.export.tflite_worker JOB.json
-JOB: {"onnx", "saved_model", "outputs": {precision: path}, "calibration", "samples", "io_dtype"}
+JOB: {"onnx", "saved_model", "outputs": {precision: path}, "samples", "calibration", "preprocess",
+      "image_input", "io_dtypes": [input, output], "metadata"}
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import os
 import shutil
 import sys
 from pathlib import Path
+
+from edgeresnet.export.tflite_metadata import add_metadata
 
 # onnx2tf's file name for the sample images it checks layers against (20 NHWC images in [0, 1]).
 ONNX2TF_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
@@ -39,18 +42,23 @@ def convert_to_saved_model(onnx_path: Path, saved_model: Path, samples: Path) ->
     )
 
 
-def convert_to_tflite(saved_model: Path, precision: str, calibration: Path | None, io_dtype: str) -> bytes:
-    import numpy as np
+def convert_to_tflite(saved_model: Path, precision: str, job: dict) -> bytes:
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if job["image_input"]:
+        # int8 keeps a float input (0-255) for the converter to quantize to uint8 pixels;
+        # the others cast a uint8 input inside the graph.
+        classify, loaded = image_classifier(saved_model, job["preprocess"], float_input=precision == "int8")
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([classify], loaded)
+    else:
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     # Builtin ops only: a file that needs the Flex delegate does not drop into an app build.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
     elif precision == "int8":
-        images = np.load(calibration)  # NHWC float32, normalised as the model expects
+        images = calibration_inputs(job)
 
         def representative_dataset():
             for i in range(len(images)):
@@ -60,10 +68,54 @@ def convert_to_tflite(saved_model: Path, precision: str, calibration: Path | Non
         converter.representative_dataset = representative_dataset
         # Full integer: every op int8 (per-channel weights), or conversion fails loudly.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        dtype = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_dtype]
-        converter.inference_input_type = dtype
-        converter.inference_output_type = dtype
+        dtypes = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
+        converter.inference_input_type = dtypes[job["io_dtypes"][0]]
+        converter.inference_output_type = dtypes[job["io_dtypes"][1]]
     return converter.convert()
+
+
+def image_classifier(saved_model: Path, preprocess: dict, *, float_input: bool):
+    """onnx2tf's graph with the preprocessing in front and a softmax behind: RGB pixels in,
+    probabilities out. Returns the concrete function and the object that keeps its variables."""
+    import numpy as np
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(saved_model))
+    infer = loaded.signatures["serving_default"]
+    ((input_name, spec),) = infer.structured_input_signature[1].items()
+    order = [0, 1, 2] if preprocess["channel_order"] == "RGB" else [2, 1, 0]
+    mean = np.asarray(preprocess["mean"], dtype=np.float32)[order]
+    std = np.asarray(preprocess["std"], dtype=np.float32)[order]
+    scale, bias = tf.constant(1.0 / (255.0 * std)), tf.constant(-mean / std)
+
+    @tf.function(input_signature=[tf.TensorSpec(spec.shape, tf.float32 if float_input else tf.uint8, name="image")])
+    def classify(image):
+        x = tf.cast(image, tf.float32)
+        if order != [0, 1, 2]:
+            x = tf.reverse(x, axis=[-1])
+        ((_, logits),) = infer(**{input_name: x * scale + bias}).items()
+        return {"probabilities": tf.nn.softmax(logits)}
+
+    return classify.get_concrete_function(), loaded
+
+
+def calibration_inputs(job: dict):
+    """The calibration pixels as the graph being quantized takes them (NHWC float32)."""
+    import numpy as np
+
+    from edgeresnet.data import normalize
+    from edgeresnet.preprocess import Preprocess
+
+    pixels = np.load(job["calibration"])  # uint8 NHWC RGB
+    if not job["image_input"]:
+        return np.ascontiguousarray(normalize(pixels, Preprocess(**job["preprocess"])).transpose(0, 2, 3, 1))
+    images = pixels.astype(np.float32)
+    # The converter maps the calibrated input range onto uint8: anchoring it at exactly 0
+    # and 255 makes that map the identity (scale 1, zero point 0), so an app feeds its
+    # pixels unchanged. Two pixels of one image, and only when no image reaches the ends.
+    if images.min() > 0 or images.max() < 255:
+        images[0, 0, 0, 0], images[0, 0, 1, 0] = 0.0, 255.0
+    return images
 
 
 def main(job_path: str) -> int:
@@ -71,10 +123,9 @@ def main(job_path: str) -> int:
     saved_model = Path(job["saved_model"])
     if not (saved_model / "saved_model.pb").exists():
         convert_to_saved_model(Path(job["onnx"]), saved_model, Path(job["samples"]))
-    calibration = Path(job["calibration"]) if job.get("calibration") else None
     for precision, output in job["outputs"].items():  # one TensorFlow start-up for all precisions
-        data = convert_to_tflite(saved_model, precision, calibration, job.get("io_dtype", "int8"))
-        Path(output).write_bytes(data)
+        data = convert_to_tflite(saved_model, precision, job)
+        Path(output).write_bytes(add_metadata(data, **job["metadata"]))
     return 0
 
 

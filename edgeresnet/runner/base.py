@@ -1,4 +1,4 @@
-"""What every runtime wrapper offers: float NCHW in, float logits out, and raw calls for timing."""
+"""What every runtime wrapper offers: images in, scores out, and raw calls for timing."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ import numpy as np
 class Runtime:
     """An artifact loaded in its runtime.
 
-    Exported files have a static batch of 1, as an app runs them, so a batch is fed one
-    image at a time. Subclasses implement `invoke` (one run on the file's own input) and
-    `io_specs`; they override `to_raw` / `to_logits` where the file's layout or dtype is
-    not float32 NCHW.
+    A tensor-input file (the default) is called with normalised float32 NCHW batches and
+    returns logits; an image-input one (`image_input`, built with --image-input) with
+    uint8 NHWC RGB pixels, and returns probabilities. Exported files have a static batch
+    of 1, as an app runs them, so a batch is fed one image at a time. Subclasses
+    implement `invoke` (one run on the file's own input) and `io_specs`; they override
+    `to_raw` / `to_logits` where the file's layout or dtype differs from the caller's.
     """
+
+    image_input: bool = False
 
     def invoke(self, raw_input: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -21,16 +25,23 @@ class Runtime:
         """(input, output) as manifest TensorSpec fields: name, shape, dtype, layout, scale, zero_point."""
         raise NotImplementedError
 
-    def to_raw(self, image_nchw: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(image_nchw, dtype=np.float32)
+    def to_raw(self, batch: np.ndarray) -> np.ndarray:
+        if self.image_input:  # the pixels as they are: the file does the rest, as in an app
+            return np.ascontiguousarray(batch, dtype=np.uint8)
+        return np.ascontiguousarray(batch, dtype=np.float32)
 
     def to_logits(self, raw_output: np.ndarray) -> np.ndarray:
         return raw_output.astype(np.float32)
 
-    def __call__(self, batch_nchw: np.ndarray) -> np.ndarray:
-        outputs = [self.to_logits(self.invoke(self.to_raw(batch_nchw[i : i + 1]))) for i in range(len(batch_nchw))]
-        return np.concatenate(outputs).reshape(len(batch_nchw), -1)
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        outputs = [self.to_logits(self.invoke(self.to_raw(batch[i : i + 1]))) for i in range(len(batch))]
+        return np.concatenate(outputs).reshape(len(batch), -1)
+
+    @property
+    def input_layout(self) -> str:
+        """How callers arrange a batch for `__call__`: what evaluate() is asked for."""
+        return "NHWC" if self.image_input else "NCHW"
 
 
-def float_spec(name: str, shape, layout: str | None = None) -> dict:
-    return {"name": name, "shape": [int(d) for d in shape], "dtype": "float32", "layout": layout}
+def tensor_spec(name: str, shape, dtype: str = "float32", layout: str | None = None) -> dict:
+    return {"name": name, "shape": [int(d) for d in shape], "dtype": dtype, "layout": layout}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import EdgeResNetError
-from .base import Runtime, float_spec
+from .base import Runtime, tensor_spec
 
 
 class ONNXModel(Runtime):
@@ -26,4 +26,5 @@ class ONNXModel(Runtime):
         return self.session.run(None, {self.input.name: raw_input})[0]
 
     def io_specs(self) -> tuple[dict, dict]:
-        return float_spec(self.input.name, self.input.shape, "NCHW"), float_spec(self.output.name, self.output.shape)
+        return (tensor_spec(self.input.name, self.input.shape, layout="NCHW"),
+                tensor_spec(self.output.name, self.output.shape))

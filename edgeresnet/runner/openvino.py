@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import EdgeResNetError
-from .base import Runtime, float_spec
+from .base import Runtime, tensor_spec
 
 
 class OpenVINOModel(Runtime):
@@ -19,8 +19,13 @@ class OpenVINOModel(Runtime):
             raise EdgeResNetError(f"OpenVINO device {device} is not available here",
                                   f"choose one of: {', '.join(core.available_devices)}")
         config = {"PERFORMANCE_HINT": "LATENCY"}
-        if threads and device == "CPU":
-            config["INFERENCE_NUM_THREADS"] = threads
+        if device == "CPU":
+            # Pinned to f32: on CPUs with AVX512-BF16 or AMX the CPU plugin otherwise runs f32
+            # and f16 models in bfloat16 (8-bit mantissa), silently, and the file would be
+            # judged by arithmetic it does not hold (int8 layers run int8 either way).
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = threads
         try:
             self.compiled = core.compile_model(str(path), device, config)
         except RuntimeError as exc:
@@ -33,5 +38,11 @@ class OpenVINOModel(Runtime):
         return self.request.infer({0: raw_input})[self.output]
 
     def io_specs(self) -> tuple[dict, dict]:
-        return (float_spec(self.input.get_any_name(), self.input.shape, "NCHW"),
-                float_spec(self.output.get_any_name(), self.output.shape))
+        # An image-input IR takes NHWC uint8 (its PrePostProcessor converts); others NCHW float32.
+        layout = "NHWC" if self.image_input else "NCHW"
+        return (tensor_spec(self.input.get_any_name(), self.input.shape, _dtype(self.input), layout),
+                tensor_spec(self.output.get_any_name(), self.output.shape, _dtype(self.output)))
+
+
+def _dtype(port) -> str:
+    return np.dtype(port.get_element_type().to_dtype()).name

@@ -33,10 +33,11 @@ def _interpreter_class():
 
 
 class TFLiteModel(Runtime):
-    """A .tflite classifier: float NCHW batches in, float logits out.
+    """A .tflite classifier: float NCHW batches in, float logits out (or pixels in and
+    probabilities out for an image-input file).
 
-    Quantized inputs and outputs are (de)quantized here with the file's own scale and
-    zero point, so callers compare every precision on the same float footing.
+    Quantized tensor inputs and outputs are (de)quantized here with the file's own scale
+    and zero point, so callers compare every precision on the same float footing.
     """
 
     def __init__(self, path, threads: int | None = None):
@@ -57,8 +58,10 @@ class TFLiteModel(Runtime):
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.output["index"])
 
-    def to_raw(self, image_nchw: np.ndarray) -> np.ndarray:
-        x = image_nchw.transpose(0, 2, 3, 1) if self.nhwc else image_nchw
+    def to_raw(self, batch: np.ndarray) -> np.ndarray:
+        if self.image_input:
+            return super().to_raw(batch)
+        x = batch.transpose(0, 2, 3, 1) if self.nhwc else batch
         return quantize(x, self.input)
 
     def to_logits(self, raw_output: np.ndarray) -> np.ndarray:
@@ -70,8 +73,8 @@ class TFLiteModel(Runtime):
 
 def _spec(detail: dict, layout: str | None) -> dict:
     """What the file itself declares about a tensor, quantization included."""
-    quantized = detail["dtype"] != np.float32
     scale, zero_point = detail["quantization"]
+    quantized = detail["dtype"] != np.float32 and scale != 0  # a uint8 image input cast inside has no scale
     return {
         "name": detail["name"], "shape": [int(d) for d in detail["shape"]], "dtype": np.dtype(detail["dtype"]).name,
         "layout": layout, "scale": float(scale) if quantized else None,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..data import ImageDataset, calibration_batch
+from ..data import ImageDataset, sample_pixels
 from ..errors import DataError
 from ..model import Model
 
@@ -26,16 +26,16 @@ class CalibrationConfig(BaseModel):
 
 @dataclass(frozen=True)
 class Calibration:
-    images: np.ndarray  # NCHW float32, normalised with the model's preprocessing
+    pixels: np.ndarray  # NHWC uint8 RGB at the model's input size; each converter normalises as its graph needs
     source: str
     seed: int
 
     def describe(self) -> dict:
-        return {"images": len(self.images), "source": self.source, "seed": self.seed}
+        return {"images": len(self.pixels), "source": self.source, "seed": self.seed}
 
 
 def calibrate(model: Model, data: ImageDataset, config: CalibrationConfig = CalibrationConfig()) -> Calibration:
     if len(data) == 0:
         raise DataError(f"no calibration images in {data.source}", "pass a data set with images")
-    images = calibration_batch(data, model.preprocess, min(config.size, len(data)), seed=config.seed)
-    return Calibration(images=images, source=data.source, seed=config.seed)
+    pixels = sample_pixels(data, model.preprocess, min(config.size, len(data)), seed=config.seed)
+    return Calibration(pixels=pixels, source=data.source, seed=config.seed)
