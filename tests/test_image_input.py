@@ -128,3 +128,19 @@ def test_int8_tflite_io_types():
     assert ExportConfig(io_dtype="uint8").tflite_io == ("uint8", "uint8")
     assert ExportConfig(image_input=True).tflite_io == ("uint8", "float32")  # an app's pixels in, probabilities out
     assert ExportConfig(image_input=True, io_dtype="int8").tflite_io == ("uint8", "int8")
+
+
+def test_exports_are_byte_identical(tmp_path):
+    """Offline and deterministic: the same model, images and options give the same files."""
+    from edgeresnet.export import export
+
+    model = edgeresnet.load_model(DEMO_MODEL)
+    pixels = sample_pixels(open_dataset(DEMO_DATA), model.preprocess, 128, seed=1)
+    targets = edgeresnet.parse_targets(["onnx,tflite-int8,openvino-int8,coreml-w8a8"])
+    hashes = []
+    for attempt in ("first", "second"):
+        artifacts = export(model, targets, tmp_path / attempt, samples=pixels, calibration=pixels,
+                           config=ExportConfig(image_input=True))
+        hashes.append({artifact.target.name: artifact.manifest.files for artifact in artifacts})
+    assert hashes[0] == hashes[1]
+    assert len(hashes[0]["openvino-int8"]) == 2  # the .xml and the .bin

@@ -18,13 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..data import normalize
 from ..errors import ConversionError
-from ..manifest import Manifest, TensorSpec, artifact_sha256, file_hashes, tool_versions, write_manifest
+from ..manifest import Fidelity, Manifest, TensorSpec, artifact_sha256, file_hashes, tool_versions, write_manifest
 from ..model import Model
 from ..runner.runtimes import open_artifact
 from .coreml import export_coreml
 from .coreml_check import validate_coreml
 from .coreml_w8a8 import quantize_w8a8
-from .onnx import OUTPUT_NAME, export_onnx
+from .onnx import export_onnx
 from .openvino import export_openvino
 from .targets import TARGETS, Target, parse_targets
 from .tflite import export_tflite
@@ -88,24 +88,49 @@ def export(
     input size (data.sample_pixels): each converter normalises them as its graph needs.
     """
     work = out_dir / ".work"
+    tensors = normalize(samples, model.preprocess)
+    logits = model.predictor()(tensors)  # the reference every file is checked against
+    paths, simulated = _convert(model, targets, out_dir, work, tensors, logits, calibration, config)
+    source = model.describe()  # hashes every weight: once, not once per target
+    artifacts = []
+    for target, path in paths.items():
+        image_input = config.image_input and target.runtime != "onnx"
+        files = file_hashes(path)
+        inputs, outputs, fidelity, validation = _verify(target, path, model, samples, logits, image_input, threads)
+        if target in simulated:
+            validation["simulated_fidelity"] = simulated[target].model_dump()
+        manifest = Manifest(
+            target=target.name, runtime=target.runtime, precision=target.precision,
+            file=path.name, sha256=artifact_sha256(path, files), files=files,
+            size_bytes=sum((path.parent / name).stat().st_size for name in files),
+            input=TensorSpec(**inputs), output=TensorSpec(**outputs), image_input=image_input,
+            preprocessing=model.preprocess.model_dump(), labels=list(model.labels) if model.labels else None,
+            source_model=source, fidelity=fidelity, validation=validation,
+            tools=tool_versions("torch", "onnx", "onnxsim", *TOOLS[target.runtime]),
+        )
+        write_manifest(manifest, path.parent)
+        artifacts.append(Artifact(target, path, manifest))
+    shutil.rmtree(work, ignore_errors=True)
+    return artifacts
+
+
+def _convert(model: Model, targets: list[Target], out_dir: Path, work: Path, tensors: np.ndarray,
+             logits: np.ndarray, calibration: np.ndarray | None, config: ExportConfig):
+    """Write every target's file; returns {target: path} and, for coreml-w8a8, its simulated fidelity."""
     spec = model.preprocess
     # Every converter but coremltools reads ONNX; a CoreML-only export needs none.
     if any(target.runtime != "coreml" for target in targets):
         onnx_path = export_onnx(model, work / "model.onnx")
-    tensors = normalize(samples, spec)
-    logits = model.predictor()(tensors)
-    source = model.describe()  # hashes every weight: once, not once per target
     paths, simulated = {}, {}
     for target in targets:
         directory = out_dir / target.name
         directory.mkdir(parents=True, exist_ok=True)
-        paths[target] = directory / f"{model.arch}-{target.name}{target.suffix}"
-        image_input = config.image_input and target.runtime != "onnx"
+        paths[target] = path = directory / f"{model.arch}-{target.name}{target.suffix}"
         if target.runtime == "onnx":
-            shutil.copy(onnx_path, paths[target])
+            shutil.copy(onnx_path, path)
         elif target.runtime == "openvino":
-            export_openvino(onnx_path, paths[target], target.precision, calibration=_normalized(calibration, spec),
-                            preprocess=spec if image_input else None, labels=model.labels)
+            export_openvino(onnx_path, path, target.precision, calibration=_normalized(calibration, spec),
+                            preprocess=spec if config.image_input else None, labels=model.labels)
         elif target.runtime == "coreml":
             converted = model
             if target.precision == "w8a8":
@@ -113,54 +138,37 @@ def export(
                 # The package cannot run on Linux; the fake-quantized module it was converted
                 # from can, and must already pass the int8 bar.
                 simulated[target] = check_fidelity(logits, converted.predictor()(tensors), target.precision,
-                                                   name=f"{paths[target].name} (simulated in PyTorch)")
-            export_coreml(converted, paths[target], target.precision, image_input=image_input)
+                                                   name=f"{path.name} (simulated in PyTorch)")
+            export_coreml(converted, path, target.precision, image_input=config.image_input)
     tflite = {t.precision: paths[t] for t in targets if t.runtime == "tflite"}
-    if tflite:
+    if tflite:  # one onnx2tf run and one TensorFlow start-up for every precision
         export_tflite(onnx_path, tflite, workdir=work / "tflite", samples=tensors, calibration=calibration,
                       preprocess=spec, image_input=config.image_input, io_dtypes=config.tflite_io,
                       description=_tflite_description(model, config.image_input))
+    return paths, simulated
 
-    artifacts = []
-    for target, path in paths.items():
-        image_input = config.image_input and target.runtime != "onnx"
-        directory = path.parent
-        files = file_hashes(path)
-        validation = None
-        if target.runtime == "coreml":
-            validation = validate_coreml(path, precision=target.precision, image_input=image_input,
-                                         labels=model.labels, input_size=spec.input_size, model=model,
-                                         samples=samples)
-            # The manifest's own fields say these; validation keeps the spec checks.
-            inputs = validation.pop("input")
-            outputs = validation.pop("output")
-            fidelity = validation.pop("fidelity", None)  # None on Linux: validation["runtime_check"] says why
-            validation.pop("size_bytes", None)
-            if target in simulated:
-                validation["simulated_fidelity"] = simulated[target].model_dump()
-        else:
-            runtime = open_artifact(path, threads, image_input=image_input)
-            inputs, outputs = runtime.io_specs()
-            if image_input:
-                _check_pixel_input(inputs, path.name)
-            if image_input:
-                fidelity = check_fidelity(_softmax(logits), runtime(samples), target.precision, name=path.name,
-                                          reference_logits=logits)
-            else:
-                fidelity = check_fidelity(logits, runtime(tensors), target.precision, name=path.name)
-        manifest = Manifest(
-            target=target.name, runtime=target.runtime, precision=target.precision,
-            file=path.name, sha256=artifact_sha256(path, files), files=files,
-            size_bytes=sum((directory / name).stat().st_size for name in files),
-            input=TensorSpec(**inputs), output=TensorSpec(**outputs), image_input=image_input,
-            preprocessing=spec.model_dump(), labels=list(model.labels) if model.labels else None,
-            source_model=source, fidelity=fidelity, validation=validation,
-            tools=tool_versions("torch", "onnx", "onnxsim", *TOOLS[target.runtime]),
-        )
-        write_manifest(manifest, directory)
-        artifacts.append(Artifact(target, path, manifest))
-    shutil.rmtree(work, ignore_errors=True)
-    return artifacts
+
+def _verify(target: Target, path: Path, model: Model, samples: np.ndarray, logits: np.ndarray, image_input: bool,
+            threads: int | None) -> tuple[dict, dict, Fidelity | None, dict | None]:
+    """Run the file next to PyTorch where its runtime exists; (input spec, output spec, fidelity, validation)."""
+    if target.runtime == "coreml":
+        validation = validate_coreml(path, precision=target.precision, image_input=image_input,
+                                     labels=model.labels, input_size=model.preprocess.input_size, model=model,
+                                     samples=samples)
+        # The manifest's own fields say these; validation keeps the spec checks.
+        inputs, outputs = validation.pop("input"), validation.pop("output")
+        validation.pop("size_bytes", None)
+        fidelity = validation.pop("fidelity", None)  # None on Linux: validation["runtime_check"] says why
+        return inputs, outputs, fidelity, validation
+    runtime = open_artifact(path, threads, image_input=image_input)
+    inputs, outputs = runtime.io_specs()
+    if not image_input:
+        return inputs, outputs, check_fidelity(logits, runtime(normalize(samples, model.preprocess)),
+                                               target.precision, name=path.name), None
+    _check_pixel_input(inputs, path.name)
+    fidelity = check_fidelity(_softmax(logits), runtime(samples), target.precision, name=path.name,
+                              reference_logits=logits)
+    return inputs, outputs, fidelity, None
 
 
 def _check_pixel_input(spec: dict, name: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,7 @@ def export_openvino(
             model.set_rt_info("Classification", ["model_info", "model_type"])
             if labels:
                 model.set_rt_info(" ".join(label.replace(" ", "_") for label in labels), ["model_info", "labels"])
+            _stable_names(model)
             ov.save_model(model, str(output), compress_to_fp16=(precision == "fp16"))
         except EdgeResNetError:
             raise
@@ -99,6 +101,18 @@ def image_classifier(model, preprocess: Preprocess):
     model = ppp.build()
     model.output(0).set_names({"probabilities"})
     return model
+
+
+# OpenVINO names a node it creates (the PrePostProcessor's, for one) "<Type>_<n>", n a
+# process-wide counter: a second export in the same process would write other names.
+_AUTO_NAME = re.compile(r"^[A-Za-z]+_\d+$")
+
+
+def _stable_names(model) -> None:
+    """Rename auto-named nodes by their place in the graph, so that the .xml is reproducible."""
+    for index, op in enumerate(model.get_ordered_ops()):
+        if _AUTO_NAME.match(op.get_friendly_name()):
+            op.set_friendly_name(f"{op.get_type_name()}_{index}")
 
 
 def _quantize(model, calibration: np.ndarray | None):
