@@ -48,6 +48,9 @@ evaluation_options = _stack(arch_option, trust_option, limit_option, seed_option
                             json_option)
 
 
+NEEDS_COMPRESS_EXTRA = ("torch", "safetensors")
+
+
 class Group(click.Group):
     """Turns every user error, ours or click's, into one line and exit code 2."""
 
@@ -56,6 +59,12 @@ class Group(click.Group):
             return super().main(*args, standalone_mode=False, **kwargs)
         except EdgeResNetError as error:
             fail(error.one_line())
+        except ModuleNotFoundError as error:
+            if error.name not in NEEDS_COMPRESS_EXTRA:
+                raise
+            # A runner-only install (a device): every command but `bench` needs PyTorch.
+            fail(f"this command needs {error.name}, which a runner-only install lacks; install it with "
+                 f"pip install torch==2.13.0 'edgeresnet[compress]' (the CPU build of torch first)")
         except click.UsageError as error:
             if type(error).__name__.startswith("NoArgsIsHelp"):  # bare `edgeresnet`: help, as asked
                 click.echo(error.ctx.get_help())
@@ -258,6 +267,95 @@ def evaluate_command(model, data, arch, trust_checkpoint, limit, seed, threads, 
         _print_json(result)
     else:
         click.echo(f"{loaded.arch}: top-1 {accuracy.top1:.2f}%  top-5 {accuracy.top5:.2f}%  on {accuracy.n} images")
+
+
+@main.command("bench")
+@click.argument("path", type=click.Path(path_type=Path))
+@data_option
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads per inference [default: all cores].")
+@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed inferences.")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed inferences first.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per inference.")
+@click.option("--device", default="CPU", show_default=True, help="OpenVINO device (CPU, GPU, NPU).")
+@limit_option
+@seed_option
+@click.option("--output", type=click.Path(path_type=Path), help="Also write the JSON result to this file.")
+@click.option("--ssh", "ssh_destination", metavar="[USER@]HOST",
+              help="Run on this device over SSH: copies the artifacts, --data and the runner, brings the JSON back.")
+@click.option("--ssh-config", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="ssh config file to use (default: ~/.ssh/config).")
+@click.option("--remote-python", default="python3", show_default=True,
+              help="Python on the device that has the runner's dependencies.")
+@click.option("--keep-remote", is_flag=True, help="Leave the work directory on the device.")
+@json_option
+def bench_command(path, data, threads, runs, warmup, batch, device, limit, seed, output, ssh_destination, ssh_config,
+                  remote_python, keep_remote, as_json):
+    """Latency, memory and accuracy of each artifact at PATH (a run directory, or one artifact).
+
+    Accuracy is measured on --data (default: the images the run was evaluated on, if they
+    are here), with the delta against the PyTorch baseline in each manifest.
+    """
+    from .data import open_dataset
+    from .runner.bench import bench, default_data
+
+    config = _bench_config(threads=threads, runs=runs, warmup=warmup, batch=batch, device=device, limit=limit,
+                           seed=seed)
+    with work_on_stderr():
+        data_path = data or default_data(path)
+        if data_path is None:
+            log("no --data given and none recorded for this run: measuring latency and memory only")
+        if ssh_destination:
+            from .runner.remote import SSHDevice, remote_bench
+
+            device_spec = SSHDevice(ssh_destination, ssh_config, remote_python, keep_remote)
+            report = remote_bench(path, data_path, config, device_spec, log=log)
+        else:
+            report = bench(path, open_dataset(data_path) if data_path else None, config, progress=log)
+    _emit_bench(report, output, as_json)
+
+
+def _bench_config(**values):
+    from .runner.bench import BenchConfig
+
+    return BenchConfig(**{key: value for key, value in values.items() if value is not None})
+
+
+def _emit_bench(report, output, as_json) -> None:
+    from .runner.bench import result_name, run_directory
+
+    payload = report.model_dump_json(indent=2)
+    # Beside the run, for `edgeresnet report`; and wherever --output says.
+    for path in {run_directory(report.source) / result_name(report.device), *([Path(output)] if output else [])}:
+        Path(path).write_text(payload + "\n")
+        log(f"wrote {path}")
+    if as_json:
+        click.echo(payload)
+    else:
+        from rich.console import Console
+
+        from .report import bench_table
+
+        # Twelve columns: not squeezed into 80 when stdout is a file or a pipe.
+        Console(width=None if sys.stdout.isatty() else 160).print(bench_table(report))
+
+
+@main.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("comparison"), show_default=True,
+              help="Directory for comparison.md, comparison.html and the PNG plots.")
+@json_option
+def report_command(runs, out, as_json):
+    """Compare RUNS (run directories, benchmarked on one or more devices) in one table and three plots."""
+    from .comparison import load_rows, markdown, write_comparison
+
+    written = write_comparison(list(runs), out)
+    for path in written:
+        log(f"wrote {path}")
+    if as_json:
+        _print_json({"files": [str(p) for p in written], "rows": [vars(r) | {"samples_ms": None}
+                                                                  for r in load_rows(list(runs))]})
+    else:
+        click.echo(markdown(load_rows(list(runs))), nl=False)
 
 
 @main.command("models")

@@ -5,6 +5,7 @@ The pipeline only sequences stages and writes the run directory:
     RUN/
       config.json            the resolved options of this run
       report.json            RunReport: accuracy, size and latency per target
+      reference-predictions.npz  PyTorch FP32's top-1 per image of the data, for `bench`
       <target>/manifest.json  one directory per artifact
       <target>/<arch>-<target>.<ext>
 """
@@ -16,6 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .data import ImageDataset, normalize, sample_pixels
@@ -25,6 +27,7 @@ from .manifest import AccuracySpec, write_manifest
 from .model import Model
 from .report import ResultRow, RunReport
 from .rundir import staged_directory
+from .runner.bench import REFERENCE_NAME
 from .runner.host import host_info
 from .runner.runtimes import open_artifact
 from .runner.timing import measure_latency
@@ -77,6 +80,8 @@ def compress(
         with stage("evaluate-fp32"):
             baseline = evaluate(model.predictor(options.threads), data, spec, batch_size=options.batch_size,
                                 progress="PyTorch FP32")
+        # Per-image FP32 predictions: `edgeresnet bench` measures agreement against them, on any device.
+        np.savez(run / REFERENCE_NAME, predictions=baseline.predictions, data=data.fingerprint())
         calibration = None
         if any(t.needs_calibration for t in targets):
             with stage("calibrate"):

@@ -57,3 +57,33 @@ def human_size(size: int) -> str:
         if size < 1024 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
+
+
+def bench_table(report):
+    """A runner.bench.BenchReport for people: one row per artifact."""
+    from rich.table import Table
+
+    data = f"{report.data['samples']} images" if report.data else "no data"
+    table = Table(title=f"{report.source} on {report.device} ({report.host['cpu']}, "
+                        f"{report.config.threads} threads, batch {report.config.batch}, {data})")
+    for column in ("target", "size", "load", "first", "p50", "p99", "img/s", "peak RSS", "+load", "top-1", "delta",
+                   "agree"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for row in report.results:
+        if row.status != "ok":
+            table.add_row(row.target, human_size(row.size_bytes), f"skipped: {row.note}")
+            continue
+        accuracy, memory = row.accuracy, row.memory
+        table.add_row(
+            row.target, human_size(row.size_bytes), f"{row.load_ms:.0f} ms", f"{row.first_inference_ms:.2f} ms",
+            f"{row.latency['p50_ms']:.3f} ms", f"{row.latency['p99_ms']:.3f} ms", f"{row.throughput_ips:.0f}",
+            f"{memory.peak_rss_mb:.0f} MB", _mb(memory.added_by_load_mb),
+            f"{accuracy.top1:.2f}%" if accuracy else "",
+            f"{accuracy.delta_top1:+.2f}" if accuracy and accuracy.delta_top1 is not None else "",
+            f"{accuracy.agreement:.2f}%" if accuracy and accuracy.agreement is not None else "",
+        )
+    return table
+
+
+def _mb(value: float | None) -> str:
+    return "" if value is None else f"{value:+.1f} MB"

@@ -42,7 +42,8 @@ def test_demo_runs_with_no_model_and_no_data(tmp_path):
     assert manifest.baseline.top1 == pytest.approx(rows["pytorch-fp32"]["top1"])
     assert manifest.fidelity.agreement >= 98
     assert json.loads((out / "config.json").read_text())["targets"] == ["tflite-int8", "openvino-int8"]
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "openvino-int8", "report.json", "tflite-int8"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json", "openvino-int8", "reference-predictions.npz", "report.json", "tflite-int8"]
     ir = read_manifest(out / "openvino-int8")
     assert sorted(ir.files) == ["resnet20-openvino-int8.bin", "resnet20-openvino-int8.xml"]
     assert ir.size_bytes == sum((out / "openvino-int8" / name).stat().st_size for name in ir.files)

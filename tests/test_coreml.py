@@ -248,3 +248,31 @@ def test_w8a8_needs_quantized_weights(model, tmp_path):
     package = coreml_export.export_coreml(model, tmp_path / "plain.mlpackage", "w8a8")
     with pytest.raises(VerificationError, match="expected int8 conv/linear weights, found \[.fp16.\]"):
         coreml_check.validate_coreml(package, precision="w8a8", image_input=False, labels=LABELS, input_size=32)
+
+
+@pytest.mark.parametrize("image_input", [False, True])
+def test_runner_reads_a_package_as_core_ml_would_on_macos(model, packages, monkeypatch, image_input):
+    """bench's Core ML runtime (macOS only), with Core ML's predict replaced by PyTorch, spec real."""
+    from edgeresnet.runner.coreml import CoreMLModel
+
+    path = packages["fp16", image_input]
+    with coreml_export._converter_quiet():
+        spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+    fake = _TorchBackedMLModel(model, image_input)
+    fake.get_spec = lambda: spec
+    monkeypatch.setattr(platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(ct.models, "MLModel", lambda *args, **kwargs: fake)
+    runtime = CoreMLModel(path, labels=list(reversed(LABELS)))  # an order other than the package's
+    runtime.image_input = image_input
+    pixels = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        logits = model.module.eval()(torch.from_numpy(normalize(pixels, model.preprocess))).numpy()
+    if image_input:  # probabilities, in the order of the labels it was given
+        np.testing.assert_allclose(runtime(pixels), torch.softmax(torch.from_numpy(logits), 1).numpy()[:, ::-1],
+                                   atol=1e-6)
+        assert runtime.io_specs()[0]["shape"] == [1, 32, 32, 3]
+    else:
+        np.testing.assert_allclose(runtime(normalize(pixels, model.preprocess)), logits, atol=1e-6)
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    with pytest.raises(EdgeResNetError, match="runs only on macOS"):
+        CoreMLModel(path)

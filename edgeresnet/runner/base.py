@@ -17,6 +17,7 @@ class Runtime:
     """
 
     image_input: bool = False
+    batch: int = 1  # images per invoke: the file's first input dimension
 
     def invoke(self, raw_input: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -33,9 +34,16 @@ class Runtime:
     def to_logits(self, raw_output: np.ndarray) -> np.ndarray:
         return raw_output.astype(np.float32)
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        outputs = [self.to_logits(self.invoke(self.to_raw(batch[i : i + 1]))) for i in range(len(batch))]
-        return np.concatenate(outputs).reshape(len(batch), -1)
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Scores for any number of images, fed `self.batch` at a time (the last chunk padded)."""
+        size, outputs = self.batch, []
+        for start in range(0, len(images), size):
+            chunk = images[start : start + size]
+            real = len(chunk)
+            if real < size:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - real, axis=0)])
+            outputs.append(self.to_logits(self.invoke(self.to_raw(chunk))).reshape(size, -1)[:real])
+        return np.concatenate(outputs)
 
     @property
     def input_layout(self) -> str:

@@ -9,7 +9,7 @@ from .base import Runtime, tensor_spec
 
 
 class ONNXModel(Runtime):
-    def __init__(self, path, threads: int | None = None):
+    def __init__(self, path, threads: int | None = None, batch: int = 1):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -21,6 +21,9 @@ class ONNXModel(Runtime):
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0]
         self.output = self.session.get_outputs()[0]
+        if batch != 1 and self.input.shape[0] != batch and not isinstance(self.input.shape[0], str):
+            raise EdgeResNetError(f"{path} has a fixed batch of {self.input.shape[0]}", "bench it with --batch 1")
+        self.batch = batch
 
     def invoke(self, raw_input: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input.name: raw_input})[0]

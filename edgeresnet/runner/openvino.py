@@ -9,7 +9,7 @@ from .base import Runtime, tensor_spec
 
 
 class OpenVINOModel(Runtime):
-    def __init__(self, path, threads: int | None = None, device: str = "CPU"):
+    def __init__(self, path, threads: int | None = None, device: str = "CPU", batch: int = 1):
         try:
             import openvino as ov
         except ImportError:
@@ -27,15 +27,24 @@ class OpenVINOModel(Runtime):
             if threads:
                 config["INFERENCE_NUM_THREADS"] = threads
         try:
-            self.compiled = core.compile_model(str(path), device, config)
+            model = core.read_model(str(path))
+            if batch != 1:  # exported with batch 1, as apps run it; reshapable for throughput
+                model.reshape([batch, *list(model.input(0).get_partial_shape())[1:]])
+            self.compiled = core.compile_model(model, device, config)
         except RuntimeError as exc:
             raise EdgeResNetError(f"{path} is not a valid OpenVINO model: {str(exc).splitlines()[0]}") from None
+        self.batch = batch
         self.request = self.compiled.create_infer_request()
         self.input = self.compiled.inputs[0]
         self.output = self.compiled.outputs[0]
 
     def invoke(self, raw_input: np.ndarray) -> np.ndarray:
-        return self.request.infer({0: raw_input})[self.output]
+        # Written into the request's own input buffer and read from its output buffer: no
+        # per-call tensor allocation or result dict, which cost ~25% of a 0.2 ms inference
+        # (measured against benchmark_app on the int8 ResNet-20). The caller copies the output.
+        self.request.get_input_tensor().data[...] = raw_input
+        self.request.infer()
+        return self.request.get_output_tensor().data
 
     def io_specs(self) -> tuple[dict, dict]:
         # An image-input IR takes NHWC uint8 (its PrePostProcessor converts); others NCHW float32.

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from ..errors import EdgeResNetError
+from ..errors import EdgeResNetError, first_line
 from .base import Runtime
 
 
@@ -40,14 +40,18 @@ class TFLiteModel(Runtime):
     and zero point, so callers compare every precision on the same float footing.
     """
 
-    def __init__(self, path, threads: int | None = None):
+    def __init__(self, path, threads: int | None = None, batch: int = 1):
         interpreter_class = _interpreter_class()
         try:
             with _native_stderr_silenced():  # LiteRT announces its XNNPACK delegate on every load
                 self.interpreter = interpreter_class(model_path=str(path), num_threads=threads)
+                if batch != 1:  # exported with batch 1, as apps run it; resizable for throughput
+                    detail = self.interpreter.get_input_details()[0]
+                    self.interpreter.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
                 self.interpreter.allocate_tensors()
-        except ValueError as exc:
-            raise EdgeResNetError(f"{path} is not a valid TFLite model: {exc}") from None
+        except (ValueError, RuntimeError) as exc:
+            raise EdgeResNetError(f"{path} is not a valid TFLite model: {first_line(str(exc))}") from None
+        self.batch = batch
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.nhwc = self.input["shape"][-1] in (1, 3)

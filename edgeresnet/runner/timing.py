@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -19,9 +19,12 @@ class Latency:
     mean_ms: float
     std_ms: float
     min_ms: float
+    samples_ms: tuple[float, ...] = field(default=(), repr=False)  # every timed run, in order
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def to_dict(self, samples: bool = False) -> dict:
+        values = asdict(self)
+        values["samples_ms"] = list(self.samples_ms) if samples else None
+        return values
 
 
 def measure_latency(run_once: Callable[[], object], *, runs: int = 100, warmup: int = 10) -> Latency:
@@ -37,4 +40,5 @@ def measure_latency(run_once: Callable[[], object], *, runs: int = 100, warmup: 
         runs=runs, warmup=warmup,
         p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)), p99_ms=float(np.percentile(ms, 99)),
         mean_ms=float(ms.mean()), std_ms=float(ms.std()), min_ms=float(ms.min()),
+        samples_ms=tuple(round(float(t), 5) for t in ms),
     )

@@ -1,0 +1,185 @@
+"""edgeresnet report: several runs, and the devices they were benchmarked on, side by side.
+
+Reads each run directory's bench-<device>.json files (written by `edgeresnet bench`); a
+run never benchmarked contributes its report.json (measured on the exporting host by
+compress). Writes comparison.md, comparison.html and three PNG plots.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import EdgeResNetError
+from .report import human_size
+
+PLOTS = ("latency_vs_accuracy.png", "size_per_target.png", "latency_distribution.png")
+
+
+@dataclass(frozen=True)
+class Row:
+    run: str
+    device: str
+    target: str
+    size_bytes: int
+    top1: float | None
+    delta_top1: float | None
+    agreement: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    throughput_ips: float | None
+    peak_rss_mb: float | None
+    samples_ms: tuple[float, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.run} / {self.device}"
+
+
+def load_rows(run_dirs: list[Path]) -> list[Row]:
+    rows: list[Row] = []
+    for run_dir in run_dirs:
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise EdgeResNetError(f"{run_dir} is not a run directory", "pass directories written by `edgeresnet compress`")
+        benches = sorted(run_dir.glob("bench-*.json"))
+        if benches:
+            for path in benches:
+                rows += _bench_rows(run_dir.name, _read_json(path))
+        elif (run_dir / "report.json").is_file():
+            rows += _report_rows(run_dir.name, _read_json(run_dir / "report.json"))
+        else:
+            raise EdgeResNetError(f"{run_dir} holds neither bench-*.json nor report.json",
+                                  "run `edgeresnet compress`, then `edgeresnet bench` on it")
+    return rows
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EdgeResNetError(f"{path} is not valid JSON ({exc})", "benchmark the run again") from None
+
+
+def _bench_rows(run: str, report: dict) -> list[Row]:
+    rows = []
+    for result in report["results"]:
+        if result["status"] != "ok":
+            continue
+        accuracy, latency = result.get("accuracy") or {}, result["latency"]
+        rows.append(Row(run, report["device"], result["target"], result["size_bytes"], accuracy.get("top1"),
+                        accuracy.get("delta_top1"), accuracy.get("agreement"), latency["p50_ms"], latency["p99_ms"],
+                        result["throughput_ips"], result["memory"]["peak_rss_mb"],
+                        tuple(latency.get("samples_ms") or ())))
+    return rows
+
+
+def _report_rows(run: str, report: dict) -> list[Row]:
+    rows = []
+    for result in report["results"]:
+        latency = result.get("latency") or {}
+        rows.append(Row(run, "export host", result["target"], result["size_bytes"], result["top1"],
+                        result["delta_top1"], result["agreement"], latency.get("p50_ms"), latency.get("p99_ms"),
+                        1e3 / latency["mean_ms"] if latency.get("mean_ms") else None, None,
+                        tuple(latency.get("samples_ms") or ())))
+    return rows
+
+
+COLUMNS = ("run", "device", "target", "size", "top-1", "delta", "agreement", "p50", "p99", "img/s", "peak RSS")
+
+
+def _cells(row: Row) -> list[str]:
+    def fmt(value, pattern):
+        return "" if value is None else pattern.format(value)
+
+    return [row.run, row.device, row.target, human_size(row.size_bytes), fmt(row.top1, "{:.2f}%"),
+            fmt(row.delta_top1, "{:+.2f}"), fmt(row.agreement, "{:.2f}%"), fmt(row.p50_ms, "{:.3f} ms"),
+            fmt(row.p99_ms, "{:.3f} ms"), fmt(row.throughput_ips, "{:.0f}"), fmt(row.peak_rss_mb, "{:.0f} MB")]
+
+
+def markdown(rows: list[Row]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "| " + " | ".join("---" for _ in COLUMNS) + " |"]
+    lines += ["| " + " | ".join(_cells(row)) + " |" for row in sorted(rows, key=_order)]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(rows: list[Row], title: str) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(row)) + "</tr>"
+                   for row in sorted(rows, key=_order))
+    images = "".join(f'<p><img src="{name}" alt="{name}"></p>' for name in PLOTS)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:nth-child(-n+3){text-align:left}</style>"
+            f"</head><body><h1>{html.escape(title)}</h1><table><tr>{head}</tr>{body}</table>{images}</body></html>\n")
+
+
+def _order(row: Row):
+    return row.target, row.run, row.device
+
+
+def plots(rows: list[Row], out: Path) -> list[Path]:
+    from .errors import require
+
+    require(("matplotlib",), "edgeresnet report's plots", "report")
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    labels = sorted({row.label for row in rows})
+    colours = {label: plt.cm.tab10(i % 10) for i, label in enumerate(labels)}
+    written = []
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    for row in rows:
+        if row.p50_ms is not None and row.top1 is not None:
+            axes.scatter(row.p50_ms, row.top1, color=colours[row.label])
+            axes.annotate(row.target, (row.p50_ms, row.top1), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for label in labels:
+        axes.scatter([], [], color=colours[label], label=label)
+    axes.set_xscale("log")  # PyTorch eager and int8 files lie an order of magnitude apart
+    axes.set(xlabel="p50 latency, batch 1 (ms, log scale)", ylabel="top-1 (%)", title="Latency against accuracy")
+    axes.legend(fontsize=7)
+    written.append(_save(figure, out / PLOTS[0]))
+
+    targets = sorted({row.target for row in rows})
+    sizes = {}
+    for row in rows:
+        sizes.setdefault(row.target, row.size_bytes)
+    figure, axes = plt.subplots(figsize=(8, 4))
+    axes.barh(targets, [sizes[t] / 1024 for t in targets], color="tab:blue")
+    axes.set(xlabel="size (KB)", title="File size per target")
+    written.append(_save(figure, out / PLOTS[1]))
+
+    timed = [row for row in rows if row.samples_ms]
+    figure, axes = plt.subplots(figsize=(8, max(3, 0.35 * len(timed) + 1)))
+    if timed:
+        axes.boxplot([row.samples_ms for row in timed], vert=False, showfliers=False)
+        axes.set_yticks(range(1, len(timed) + 1), [f"{row.target} ({row.label})" for row in timed], fontsize=7)
+    axes.set(xlabel="latency per inference (ms)", title="Latency distribution (whiskers: 1.5 IQR)")
+    written.append(_save(figure, out / PLOTS[2]))
+    return written
+
+
+def _save(figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return path
+
+
+def write_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
+    rows = load_rows(run_dirs)
+    if not rows:
+        raise EdgeResNetError("no measured results in " + ", ".join(map(str, run_dirs)),
+                              "benchmark the runs with `edgeresnet bench` first")
+    out.mkdir(parents=True, exist_ok=True)
+    title = "edgeresnet: " + ", ".join(Path(d).name for d in run_dirs)
+    (out / "comparison.md").write_text(f"# {title}\n\n" + markdown(rows))
+    (out / "comparison.html").write_text(to_html(rows, title))
+    return [out / "comparison.md", out / "comparison.html", *plots(rows, out)]

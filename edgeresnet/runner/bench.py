@@ -1,0 +1,260 @@
+"""edgeresnet bench: latency, memory and accuracy of exported files on this machine.
+
+Give it a run directory (every artifact in it) or one artifact (its directory or its
+file); each must carry the manifest.json that export wrote, which says how to feed it
+and what its PyTorch baseline scored. Each artifact is measured in a process of its own
+(runner.measure). Imports neither torch nor TensorFlow: this is what runs on a device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..data import ImageDataset, batches
+from ..errors import EdgeResNetError, first_line
+from ..manifest import MANIFEST_NAME, Manifest, check_artifact, read_manifest
+from ..preprocess import Preprocess
+from .host import host_info
+
+BENCH_SCHEMA_VERSION = 1
+REFERENCE_NAME = "reference-predictions.npz"  # written by compress beside the run's artifacts
+
+# The package whose version each runtime reports; Core ML is coremltools' on macOS.
+RUNTIME_PACKAGES = {"tflite": ("ai-edge-litert", "tflite-runtime", "tensorflow", "tensorflow-cpu"),
+                    "openvino": ("openvino",), "onnx": ("onnxruntime",), "coreml": ("coremltools",)}
+
+
+class BenchConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    threads: int | None = Field(default=None, ge=1)  # None: every core of the machine it runs on
+    runs: int = Field(default=100, ge=1)  # timed inferences, after the warm-up
+    warmup: int = Field(default=10, ge=0)
+    batch: int = Field(default=1, ge=1)  # images per inference (files are exported with 1)
+    device: str = "CPU"  # OpenVINO device: CPU, GPU, NPU
+    limit: int | None = Field(default=None, ge=1)  # a seeded subset of the data
+    seed: int = 0
+
+
+class MemoryUse(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    before_load_mb: float | None  # resident memory of the measuring process, data mapped
+    after_load_mb: float | None
+    after_run_mb: float | None  # after the first inference, warm-up and timed runs
+    added_by_load_mb: float | None
+    added_by_run_mb: float | None
+    peak_rss_mb: float  # the process's high-water mark, the accuracy pass over the data included
+
+
+class BenchAccuracy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    top1: float
+    top5: float
+    samples: int
+    data: str  # fingerprint of the images (edgeresnet.data.ImageDataset.fingerprint)
+    baseline_top1: float | None  # the PyTorch FP32 model on the same images, from the manifest
+    delta_top1: float | None
+    agreement: float | None  # percent of top-1 predictions equal to PyTorch FP32's on the same images
+
+
+class TargetBench(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    target: str
+    file: str
+    runtime: str
+    precision: str
+    image_input: bool
+    size_bytes: int
+    status: Literal["ok", "skipped"]
+    note: str | None = None  # why it was skipped
+    runtime_version: str | None = None
+    load_ms: float | None = None
+    first_inference_ms: float | None = None
+    latency: dict[str, Any] | None = None  # runner.timing.Latency: p50/p90/p99/mean/std/min in ms
+    throughput_ips: float | None = None  # images per second, one inference at a time
+    memory: MemoryUse | None = None
+    accuracy: BenchAccuracy | None = None
+
+
+class BenchReport(BaseModel):
+    """bench.json: documented in README ("edgeresnet bench"); bump the version on any change."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: int = BENCH_SCHEMA_VERSION
+    kind: Literal["edgeresnet-bench"] = "edgeresnet-bench"
+    created: str  # UTC, ISO 8601
+    device: str  # "local", or the ssh destination it ran on
+    source: str  # the path that was benchmarked
+    host: dict[str, Any]
+    config: BenchConfig
+    data: dict[str, Any] | None
+    results: list[TargetBench]
+
+
+def find_artifacts(path: Path) -> list[tuple[Manifest, Path]]:
+    """(manifest, directory) of each artifact at `path`: a run directory, an artifact's directory or file."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgeResNetError(f"{path} does not exist", "pass a run directory or an artifact written by `edgeresnet export`")
+    directory = path if path.is_dir() else path.parent
+    if (directory / MANIFEST_NAME).is_file():
+        manifest = read_manifest(directory)
+        if path.is_file() and path.name not in manifest.files:
+            raise EdgeResNetError(f"{path} is not the artifact its manifest describes ({manifest.file})",
+                                  "pass the artifact's directory")
+        found = [(manifest, directory)]
+    else:
+        found = [(read_manifest(sub), sub) for sub in sorted(directory.iterdir())
+                 if sub.is_dir() and (sub / MANIFEST_NAME).is_file()]
+    if not found:
+        raise EdgeResNetError(f"no artifact in {path} (no {MANIFEST_NAME})",
+                              "pass a run directory or an artifact written by `edgeresnet export`")
+    for manifest, where in found:
+        check_artifact(manifest, where)  # a file changed since export is refused, not measured
+    return found
+
+
+def run_directory(path: Path) -> Path:
+    """The run a benchmarked path belongs to: where bench-<device>.json goes for `edgeresnet report`."""
+    path = Path(path)
+    directory = path if path.is_dir() else path.parent
+    return directory.parent if (directory / MANIFEST_NAME).is_file() else directory
+
+
+def result_name(device: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in device)
+    return f"bench-{safe}.json"
+
+
+def default_data(path: Path) -> Path | None:
+    """The images the run at `path` was evaluated on, if its report.json names a path that exists here."""
+    for candidate in (Path(path), Path(path).parent, Path(path).parent.parent):
+        report = candidate / "report.json"
+        if report.is_file():
+            source = Path(json.loads(report.read_text()).get("data", {}).get("source", ""))
+            return source if source.name and source.exists() else None
+    return None
+
+
+def bench(path: Path, data: ImageDataset | None = None, config: BenchConfig = BenchConfig(), *,
+          device_label: str = "local", progress=lambda message: None) -> BenchReport:
+    """Measure every artifact at `path`; with `data`, also its accuracy against the manifest's baseline."""
+    artifacts = find_artifacts(path)
+    if config.threads is None:
+        config = config.model_copy(update={"threads": os.cpu_count() or 1})
+    sample = data.subset(config.limit, config.seed) if data is not None else None
+    if sample is not None and len(sample) == 0:
+        raise EdgeResNetError(f"no images in {data.source}", "pass a data set with images")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="edgeresnet-bench-") as tmp:
+        prepared: dict[str, tuple[Path, Path | None]] = {}
+        for manifest, directory in artifacts:
+            if manifest.runtime == "coreml" and platform.system() != "Darwin":
+                results.append(_skipped(manifest, "Core ML runs only on macOS"))
+                continue
+            spec = Preprocess(**manifest.preprocessing)
+            key = spec.model_dump_json()
+            if key not in prepared:
+                prepared[key] = _prepare_images(sample, spec, Path(tmp) / f"images{len(prepared)}", config)
+            progress(f"benchmarking {manifest.target}")
+            measured = _measure_in_child(manifest, directory, spec, *prepared[key], config, Path(tmp))
+            results.append(_result(manifest, directory, measured, sample, config))
+    return BenchReport(
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), device=device_label, source=str(path),
+        host=host_info(config.threads), config=config,
+        data=None if sample is None else {"source": sample.source, "samples": len(sample),
+                                          "fingerprint": sample.fingerprint()},
+        results=results,
+    )
+
+
+def _prepare_images(sample: ImageDataset | None, spec: Preprocess, stem: Path, config: BenchConfig):
+    """The images as uint8 RGB pixels at the input size (and their labels), for the children to map."""
+    pixels_path = stem.with_suffix(".pixels.npy")
+    if sample is None:  # latency only: a mid-grey image of the right size
+        np.save(pixels_path, np.full((config.batch, spec.input_size, spec.input_size, 3), 128, np.uint8))
+        return pixels_path, None
+    chunks, labels = [], []
+    for pixels, chunk_labels in batches(sample, spec, 256, layout="NHWC", normalized=False, progress="Loading images"):
+        chunks.append(pixels)
+        labels.append(chunk_labels)
+    np.save(pixels_path, np.concatenate(chunks))
+    labels_path = stem.with_suffix(".labels.npy")
+    np.save(labels_path, np.concatenate(labels))
+    return pixels_path, labels_path
+
+
+def _measure_in_child(manifest: Manifest, directory: Path, spec: Preprocess, pixels: Path, labels: Path | None,
+                      config: BenchConfig, tmp: Path) -> dict:
+    job = {"artifact": str(directory / manifest.file), "image_input": manifest.image_input,
+           "preprocess": spec.model_dump(mode="json"), "pixels": str(pixels),
+           "labels": str(labels) if labels else None, "threads": config.threads, "device": config.device,
+           "batch": config.batch, "runs": config.runs, "warmup": config.warmup}
+    job_path, result_path = tmp / f"{manifest.target}.job.json", tmp / f"{manifest.target}.result.json"
+    job_path.write_text(json.dumps(job))
+    done = subprocess.run([sys.executable, "-m", "edgeresnet.runner.measure", str(job_path), str(result_path)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        errors = [line[len("error: "):] for line in done.stderr.splitlines() if line.startswith("error: ")]
+        reason = errors[-1] if errors else first_line(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "")
+        raise EdgeResNetError(f"{manifest.target}: {reason or f'the measuring process exited with {done.returncode}'}")
+    return json.loads(result_path.read_text())
+
+
+def _result(manifest: Manifest, directory: Path, measured: dict, sample: ImageDataset | None,
+            config: BenchConfig) -> TargetBench:
+    accuracy = None
+    if sample is not None and measured["predictions"] is not None:
+        predictions = np.asarray(measured["predictions"])
+        labels = sample.labels
+        fingerprint = sample.fingerprint()
+        top1 = 100.0 * float((predictions == labels).mean())
+        baseline = manifest.baseline.top1 if manifest.baseline and manifest.baseline.data == fingerprint else None
+        reference = _reference_predictions(directory.parent, fingerprint)
+        accuracy = BenchAccuracy(
+            top1=top1, top5=100.0 * measured["top5_hits"] / len(labels), samples=len(labels), data=fingerprint,
+            baseline_top1=baseline, delta_top1=None if baseline is None else round(top1 - baseline, 4),
+            agreement=None if reference is None else round(100.0 * float((predictions == reference).mean()), 3),
+        )
+    return TargetBench(
+        target=manifest.target, file=manifest.file, runtime=manifest.runtime, precision=manifest.precision,
+        image_input=manifest.image_input, size_bytes=manifest.size_bytes, status="ok",
+        runtime_version=_runtime_version(manifest.runtime), load_ms=measured["load_ms"],
+        first_inference_ms=measured["first_inference_ms"], latency=measured["latency"],
+        throughput_ips=measured["throughput_ips"], memory=MemoryUse(**measured["memory"]), accuracy=accuracy,
+    )
+
+
+def _skipped(manifest: Manifest, why: str) -> TargetBench:
+    return TargetBench(target=manifest.target, file=manifest.file, runtime=manifest.runtime,
+                       precision=manifest.precision, image_input=manifest.image_input,
+                       size_bytes=manifest.size_bytes, status="skipped", note=why)
+
+
+def _reference_predictions(run_dir: Path, fingerprint: str) -> np.ndarray | None:
+    """PyTorch FP32's top-1 on the same images, if the run recorded them (compress does)."""
+    path = run_dir / REFERENCE_NAME
+    if not path.is_file():
+        return None
+    with np.load(path) as stored:
+        return stored["predictions"] if str(stored["data"]) == fingerprint else None
+
+
+def _runtime_version(runtime: str) -> str | None:
+    for package in RUNTIME_PACKAGES.get(runtime, ()):
+        try:
+            return f"{package} {metadata.version(package)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return None

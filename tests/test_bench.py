@@ -1,0 +1,124 @@
+"""edgeresnet bench on this machine: what it measures, and how it refuses bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import edgeresnet
+from edgeresnet.assets import DEMO_DATA, DEMO_MODEL
+from edgeresnet.data import open_dataset
+from edgeresnet.manifest import read_manifest
+from edgeresnet.runner.bench import BenchConfig, BenchReport, bench
+
+from helpers import error_line, run_cli
+
+TARGETS = "tflite-int8,openvino-int8,onnx,coreml-fp16"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "run"
+    report = edgeresnet.compress(edgeresnet.load_model(DEMO_MODEL), open_dataset(DEMO_DATA),
+                                 edgeresnet.parse_targets([TARGETS]), out,
+                                 options=edgeresnet.CompressOptions(latency_runs=5))
+    return out, {row.target: row for row in report.results}
+
+
+def test_bench_reports_latency_memory_and_the_accuracy_export_measured(run_dir, tmp_path):
+    out, exported = run_dir
+    result = run_cli("bench", out, "--runs", "30", "--warmup", "3", "--threads", "2", "--json",
+                     "--output", tmp_path / "bench.json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = BenchReport.model_validate_json(result.stdout)
+    assert json.loads((tmp_path / "bench.json").read_text()) == json.loads(result.stdout)
+    assert report.schema_version == 1 and report.device == "local" and report.config.threads == 2
+    assert report.data["samples"] == 300  # the run's own data, found through its report.json
+    rows = {row.target: row for row in report.results}
+    assert rows["coreml-fp16"].status == "skipped" and "macOS" in rows["coreml-fp16"].note
+    for target in ("tflite-int8", "openvino-int8", "onnx"):
+        row = rows[target]
+        assert row.status == "ok" and row.runtime_version
+        assert row.latency["runs"] == 30 and 0 < row.latency["min_ms"] <= row.latency["p50_ms"] <= row.latency["p99_ms"]
+        assert row.throughput_ips == pytest.approx(1e3 / row.latency["mean_ms"])
+        assert row.load_ms > 0 and row.first_inference_ms > 0
+        assert row.memory.peak_rss_mb >= row.memory.after_run_mb > 0 and row.memory.added_by_load_mb > 0
+        # The same file on the same images: exactly what export measured.
+        assert row.accuracy.top1 == pytest.approx(exported[target].top1)
+        assert row.accuracy.delta_top1 == pytest.approx(exported[target].delta_top1, abs=1e-3)
+        assert row.accuracy.agreement == pytest.approx(exported[target].agreement)
+        assert row.accuracy.baseline_top1 == pytest.approx(exported["pytorch-fp32"].top1)
+    assert "tflite-int8" in run_cli("bench", out, "--runs", "5", "--limit", "20").stdout  # the table
+
+
+def test_bench_one_artifact_with_batch_and_without_data(run_dir, tmp_path):
+    out, _ = run_dir
+    report = bench(out / "tflite-int8", None, BenchConfig(runs=5, warmup=1, batch=4, threads=1))
+    (row,) = report.results
+    assert row.accuracy is None and report.data is None  # no data: latency and memory only
+    assert row.throughput_ips == pytest.approx(4e3 / row.latency["mean_ms"])  # four images per inference
+    with_data = bench(out / "tflite-int8", open_dataset(DEMO_DATA), BenchConfig(runs=5, batch=7, limit=50))
+    assert with_data.results[0].accuracy.samples == 50  # the last batch of 50 padded, not dropped or miscounted
+
+
+def test_artifact_changed_after_export_is_refused(run_dir, tmp_path):
+    import shutil
+
+    out, _ = run_dir
+    copy = tmp_path / "tflite-int8"
+    shutil.copytree(out / "tflite-int8", copy)
+    model = copy / read_manifest(copy).file
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one weight byte flipped
+    model.write_bytes(bytes(data))
+    assert "does not match the sha256 in its manifest" in error_line(run_cli("bench", copy, "--runs", "2"))
+    assert "does not exist" in error_line(run_cli("bench", tmp_path / "missing", "--runs", "2"))
+    (tmp_path / "empty").mkdir()
+    assert "no artifact in" in error_line(run_cli("bench", tmp_path / "empty", "--runs", "2"))
+
+
+def test_missing_runtime_names_the_extra(run_dir, tmp_path):
+    """A device without OpenVINO: one line that says what to install, from the measuring process."""
+    out, _ = run_dir
+    hidden = tmp_path / "no-openvino"
+    (hidden / "openvino").mkdir(parents=True)
+    (hidden / "openvino" / "__init__.py").write_text("raise ImportError('openvino is not installed')\n")
+    done = subprocess.run([sys.executable, "-m", "edgeresnet", "bench", str(out / "openvino-int8"), "--runs", "2"],
+                          capture_output=True, text=True, env={"PYTHONPATH": str(hidden), "PATH": "/usr/bin:/bin"})
+    line = error_line(done)
+    assert "OpenVINO is not installed" in line and 'edgeresnet[runner]' in line
+
+
+def test_runner_imports_neither_torch_nor_tensorflow():
+    code = ("import sys, edgeresnet.cli, edgeresnet.runner.bench, edgeresnet.runner.measure, edgeresnet.runner.remote;"
+            "print(sorted(m for m in ('torch', 'tensorflow') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_report_compares_two_benchmarked_runs(run_dir, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    out, _ = run_dir
+    first, second = tmp_path / "first", tmp_path / "second"
+    for copy in (first, second):
+        shutil.copytree(out, copy)
+        assert run_cli("bench", copy, "--runs", "20", "--limit", "50").returncode == 0
+        assert (copy / "bench-local.json").is_file()  # written beside the run, for report
+    result = run_cli("report", first, second, "--out", tmp_path / "comparison")
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = (tmp_path / "comparison" / "comparison.md").read_text()
+    for run in ("first", "second"):
+        for target in ("tflite-int8", "openvino-int8", "onnx"):
+            assert f"| {run} | local | {target} |" in table
+    assert result.stdout.count("| local |") == 6  # the same table on stdout
+    assert "<table>" in (tmp_path / "comparison" / "comparison.html").read_text()
+    for plot in ("latency_vs_accuracy.png", "size_per_target.png", "latency_distribution.png"):
+        with Image.open(tmp_path / "comparison" / plot) as image:
+            assert image.format == "PNG" and image.size[0] > 400
+    assert "holds neither" in error_line(run_cli("report", tmp_path / "comparison", "--out", tmp_path / "x"))
