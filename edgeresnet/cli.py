@@ -301,7 +301,11 @@ def bench_command(path, data, threads, runs, warmup, batch, device, limit, seed,
     config = _bench_config(threads=threads, runs=runs, warmup=warmup, batch=batch, device=device, limit=limit,
                            seed=seed)
     with work_on_stderr():
-        data_path = data or default_data(path)
+        data_path = data
+        if data_path is None and (found := default_data(path, seed)):
+            data_path, run_subset = found
+            if config.limit is None and run_subset:
+                config = config.model_copy(update={"limit": run_subset})  # the run's own seeded subset
         if data_path is None:
             log("no --data given and none recorded for this run: measuring latency and memory only")
         if ssh_destination:

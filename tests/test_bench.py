@@ -122,3 +122,15 @@ def test_report_compares_two_benchmarked_runs(run_dir, tmp_path):
         with Image.open(tmp_path / "comparison" / plot) as image:
             assert image.format == "PNG" and image.size[0] > 400
     assert "holds neither" in error_line(run_cli("report", tmp_path / "comparison", "--out", tmp_path / "x"))
+
+
+def test_a_run_on_a_subset_is_benchmarked_on_the_same_subset(tmp_path):
+    """compress --limit 60: bench, given no --data, evaluates those 60 images, so the baseline applies."""
+    data = open_dataset(DEMO_DATA).subset(60, seed=0)  # what `compress --limit 60` evaluates on
+    report = edgeresnet.compress(edgeresnet.load_model(DEMO_MODEL), data, edgeresnet.parse_targets(["onnx"]),
+                                 tmp_path / "run", options=edgeresnet.CompressOptions(latency_runs=2))
+    result = run_cli("bench", tmp_path / "run", "--runs", "5", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = BenchReport.model_validate_json(result.stdout).results
+    assert row.accuracy.samples == 60
+    assert row.accuracy.top1 == pytest.approx(report.results[1].top1) and row.accuracy.delta_top1 is not None

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..data import ImageDataset, batches
+from ..data import ImageDataset, batches, open_dataset
 from ..errors import EdgeResNetError, first_line
 from ..manifest import MANIFEST_NAME, Manifest, check_artifact, read_manifest
 from ..preprocess import Preprocess
@@ -137,14 +137,25 @@ def result_name(device: str) -> str:
     return f"bench-{safe}.json"
 
 
-def default_data(path: Path) -> Path | None:
-    """The images the run at `path` was evaluated on, if its report.json names a path that exists here."""
-    for candidate in (Path(path), Path(path).parent, Path(path).parent.parent):
-        report = candidate / "report.json"
-        if report.is_file():
-            source = Path(json.loads(report.read_text()).get("data", {}).get("source", ""))
-            return source if source.name and source.exists() else None
-    return None
+def default_data(path: Path, seed: int = 0) -> tuple[Path, int | None] | None:
+    """The images the run at `path` was evaluated on, if its report.json names data that exist here:
+    (their path, the size of the seeded subset it used, or None for all of them).
+
+    A run evaluated on a subset (compress --limit) gets the same subset back: the
+    fingerprint decides, so that the manifest's baseline applies to what bench measures.
+    """
+    report = run_directory(path) / "report.json"
+    if not report.is_file():
+        return None
+    recorded = json.loads(report.read_text()).get("data", {})
+    source = Path(recorded.get("source", ""))
+    if not source.name or not source.exists():
+        return None
+    data = open_dataset(source)
+    samples = recorded.get("samples")
+    if samples and samples < len(data) and data.subset(samples, seed).fingerprint() == recorded.get("fingerprint"):
+        return source, samples
+    return source, None
 
 
 def bench(path: Path, data: ImageDataset | None = None, config: BenchConfig = BenchConfig(), *,
