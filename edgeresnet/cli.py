@@ -352,14 +352,14 @@ def report_command(runs, out, as_json):
     """Compare RUNS (run directories, benchmarked on one or more devices) in one table and three plots."""
     from .comparison import load_rows, markdown, write_comparison
 
-    written = write_comparison(list(runs), out)
+    rows = load_rows(list(runs))
+    written = write_comparison(list(runs), rows, out)
     for path in written:
         log(f"wrote {path}")
     if as_json:
-        _print_json({"files": [str(p) for p in written], "rows": [vars(r) | {"samples_ms": None}
-                                                                  for r in load_rows(list(runs))]})
+        _print_json({"files": [str(p) for p in written], "rows": [vars(r) | {"samples_ms": None} for r in rows]})
     else:
-        click.echo(markdown(load_rows(list(runs))), nl=False)
+        click.echo(markdown(rows), nl=False)
 
 
 @main.command("models")

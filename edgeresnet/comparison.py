@@ -173,8 +173,8 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def write_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
-    rows = load_rows(run_dirs)
+def write_comparison(run_dirs: list[Path], rows: list[Row], out: Path) -> list[Path]:
+    """Write the tables and plots of `rows` (load_rows(run_dirs)) into `out`."""
     if not rows:
         raise EdgeResNetError("no measured results in " + ", ".join(map(str, run_dirs)),
                               "benchmark the runs with `edgeresnet bench` first")

@@ -318,7 +318,9 @@ def _prepare_pil(im: Image.Image, spec: Preprocess) -> Image.Image:
     return im.crop((left, top, left + size, top + size))
 
 
-def _channels(spec: Preprocess) -> list[int]:
+def channel_indices(spec: Preprocess) -> list[int]:
+    """Which RGB channel feeds each of the model's input channels (BGR models: reversed).
+    The one definition the exporters bake into image-input files, too."""
     return [0, 1, 2] if spec.channel_order == "RGB" else [2, 1, 0]
 
 
@@ -329,7 +331,7 @@ def normalize(batch: np.ndarray, spec: Preprocess) -> np.ndarray:
     channel order: a BGR model gets blue first, normalised with the blue statistics. The
     float32 operations are those of ToTensor + Normalize, so the result is bit-identical.
     """
-    order = _channels(spec)
+    order = channel_indices(spec)
     mean = np.asarray(spec.mean, dtype=np.float32)[order]
     std = np.asarray(spec.std, dtype=np.float32)[order]
     x = batch[..., order].astype(np.float32) / np.float32(255)
@@ -375,8 +377,8 @@ def batches(
     """Yield (inputs, labels) in data-set order; the last batch may be smaller.
 
     ``normalized`` gives float32 ready for a float model; without it, the uint8 RGB
-    pixels (for an artifact that takes images and normalises them itself). ``progress`` draws a rich bar with that description
-    on stderr. ``workers`` threads decode images; 1 decodes in the calling thread, and
+    pixels (for an artifact that takes images and normalises them itself). ``progress``
+    draws a rich bar with that description on stderr. ``workers`` threads decode images; 1 decodes in the calling thread, and
     None chooses from the size of the first image.
     """
     if batch_size <= 0:
@@ -444,4 +446,3 @@ def sample_pixels(dataset: ImageDataset, spec: Preprocess, n: int, seed: int = 0
     sample = dataset.subset(n, seed)
     pixels, _ = next(batches(sample, spec, len(sample), layout="NHWC", normalized=False))
     return pixels
-

@@ -32,7 +32,7 @@ class Accuracy:
         return f"top-1 {self.top1:.2f}%  top-5 {self.top5:.2f}%  ({self.n} images)"
 
 
-def _hits(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def hits(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per image: the top-1 class, whether it is right, whether the label is in the top k.
 
     Ties go to the lower class index, as argmax does: int8 models give tied logits
@@ -59,7 +59,7 @@ def accuracy_from_logits(logits: np.ndarray, labels: np.ndarray) -> Accuracy:
         raise ValueError("no samples to measure accuracy on")
     if labels.min() < 0 or labels.max() >= logits.shape[1]:
         raise ValueError(f"labels must lie in 0..{logits.shape[1] - 1} for {logits.shape[1]} classes")
-    top1, right, in_topk = _hits(logits, labels)
+    top1, right, in_topk = hits(logits, labels)
     n = len(labels)
     return Accuracy(100.0 * int(right.sum()) / n, 100.0 * int(in_topk.sum()) / n, n, top1.astype(np.int64))
 
@@ -96,7 +96,7 @@ def evaluate(
                 f"{len(sample.classes)} classes",
                 "evaluate on a data set with the classes the model was trained on",
             )
-        top1, hit1, hitk = _hits(logits, labels)
+        top1, hit1, hitk = hits(logits, labels)
         predictions.append(top1)
         right += int(hit1.sum())
         in_topk += int(hitk.sum())

@@ -81,7 +81,8 @@ def compress(
             baseline = evaluate(model.predictor(options.threads), data, spec, batch_size=options.batch_size,
                                 progress="PyTorch FP32")
         # Per-image FP32 predictions: `edgeresnet bench` measures agreement against them, on any device.
-        np.savez(run / REFERENCE_NAME, predictions=baseline.predictions, data=data.fingerprint())
+        fingerprint = data.fingerprint()  # hashes every sample name (and pixels of an .npz): once
+        np.savez(run / REFERENCE_NAME, predictions=baseline.predictions, data=fingerprint)
         calibration = None
         if any(t.needs_calibration for t in targets):
             with stage("calibrate"):
@@ -95,12 +96,12 @@ def compress(
         rows = [_pytorch_row(model, baseline, normalize(samples[:1], spec), options)]
         for artifact in artifacts:
             with stage(f"evaluate-{artifact.target.name}"):
-                rows.append(_artifact_row(artifact, data, spec, samples[:1], baseline, options))
+                rows.append(_artifact_row(artifact, data, fingerprint, spec, samples[:1], baseline, options))
 
         report = RunReport(
             model=model.describe(),
             data={"name": Path(data.source).name, "source": data.source, "samples": len(data),
-                  "fingerprint": data.fingerprint(), "classes": list(data.classes)},
+                  "fingerprint": fingerprint, "classes": list(data.classes)},
             calibration=calibration.describe() if calibration else None,
             results=rows, seconds=seconds, host=host_info(options.threads),
         )
@@ -108,8 +109,8 @@ def compress(
     return report
 
 
-def _accuracy_spec(accuracy: Accuracy, data: ImageDataset) -> AccuracySpec:
-    return AccuracySpec(top1=accuracy.top1, top5=accuracy.top5, samples=accuracy.n, data=data.fingerprint())
+def _accuracy_spec(accuracy: Accuracy, fingerprint: str) -> AccuracySpec:
+    return AccuracySpec(top1=accuracy.top1, top5=accuracy.top5, samples=accuracy.n, data=fingerprint)
 
 
 def _pytorch_row(model: Model, baseline: Accuracy, one, options: CompressOptions) -> ResultRow:
@@ -122,11 +123,12 @@ def _pytorch_row(model: Model, baseline: Accuracy, one, options: CompressOptions
     )
 
 
-def _artifact_row(artifact: Artifact, data: ImageDataset, spec, pixels, baseline: Accuracy, options) -> ResultRow:
+def _artifact_row(artifact: Artifact, data: ImageDataset, fingerprint: str, spec, pixels, baseline: Accuracy,
+                  options) -> ResultRow:
     """Evaluate and time one artifact; `pixels` is the image (uint8 NHWC RGB) it is timed on."""
     file = str(Path(artifact.target.name) / artifact.path.name)
     # The manifest learns what the artifact was measured to do; the runner checks against it later.
-    update = {"baseline": _accuracy_spec(baseline, data)}
+    update = {"baseline": _accuracy_spec(baseline, fingerprint)}
     if artifact.manifest.fidelity is None:  # no runtime for it here: its spec was validated instead
         write_manifest(artifact.manifest.model_copy(update=update), artifact.directory)
         check = (artifact.manifest.validation or {}).get("runtime_check", "no runtime on this host")
@@ -135,7 +137,7 @@ def _artifact_row(artifact: Artifact, data: ImageDataset, spec, pixels, baseline
     runtime = open_artifact(artifact.path, options.threads, image_input=artifact.manifest.image_input)
     accuracy = evaluate(runtime, data, spec, batch_size=options.batch_size, progress=artifact.target.name,
                         layout=runtime.input_layout, normalized=not runtime.image_input)
-    update["accuracy"] = _accuracy_spec(accuracy, data)
+    update["accuracy"] = _accuracy_spec(accuracy, fingerprint)
     write_manifest(artifact.manifest.model_copy(update=update), artifact.directory)
     raw = runtime.to_raw(pixels if runtime.image_input else normalize(pixels, spec))
     latency = measure_latency(lambda: runtime.invoke(raw), runs=options.latency_runs, warmup=options.latency_warmup)

@@ -96,7 +96,8 @@ def export(
     for target, path in paths.items():
         image_input = config.image_input and target.runtime != "onnx"
         files = file_hashes(path)
-        inputs, outputs, fidelity, validation = _verify(target, path, model, samples, logits, image_input, threads)
+        inputs, outputs, fidelity, validation = _verify(target, path, model, samples, tensors, logits, image_input,
+                                                        threads)
         if target in simulated:
             validation["simulated_fidelity"] = simulated[target].model_dump()
         manifest = Manifest(
@@ -121,6 +122,8 @@ def _convert(model: Model, targets: list[Target], out_dir: Path, work: Path, ten
     # Every converter but coremltools reads ONNX; a CoreML-only export needs none.
     if any(target.runtime != "coreml" for target in targets):
         onnx_path = export_onnx(model, work / "model.onnx")
+    # NNCF and coremltools calibrate on normalised tensors; TFLite's worker takes the pixels.
+    normalized = None if calibration is None else normalize(calibration, spec)
     paths, simulated = {}, {}
     for target in targets:
         directory = out_dir / target.name
@@ -129,12 +132,12 @@ def _convert(model: Model, targets: list[Target], out_dir: Path, work: Path, ten
         if target.runtime == "onnx":
             shutil.copy(onnx_path, path)
         elif target.runtime == "openvino":
-            export_openvino(onnx_path, path, target.precision, calibration=_normalized(calibration, spec),
+            export_openvino(onnx_path, path, target.precision, calibration=normalized,
                             preprocess=spec if config.image_input else None, labels=model.labels)
         elif target.runtime == "coreml":
             converted = model
             if target.precision == "w8a8":
-                converted = quantize_w8a8(model, _normalized(calibration, spec))
+                converted = quantize_w8a8(model, normalized)
                 # The package cannot run on Linux; the fake-quantized module it was converted
                 # from can, and must already pass the int8 bar.
                 simulated[target] = check_fidelity(logits, converted.predictor()(tensors), target.precision,
@@ -148,9 +151,12 @@ def _convert(model: Model, targets: list[Target], out_dir: Path, work: Path, ten
     return paths, simulated
 
 
-def _verify(target: Target, path: Path, model: Model, samples: np.ndarray, logits: np.ndarray, image_input: bool,
-            threads: int | None) -> tuple[dict, dict, Fidelity | None, dict | None]:
-    """Run the file next to PyTorch where its runtime exists; (input spec, output spec, fidelity, validation)."""
+def _verify(target: Target, path: Path, model: Model, samples: np.ndarray, tensors: np.ndarray, logits: np.ndarray,
+            image_input: bool, threads: int | None) -> tuple[dict, dict, Fidelity | None, dict | None]:
+    """Run the file next to PyTorch where its runtime exists; (input spec, output spec, fidelity, validation).
+
+    `samples` are the pixels, `tensors` the same images normalised, `logits` PyTorch's answer on them.
+    """
     if target.runtime == "coreml":
         validation = validate_coreml(path, precision=target.precision, image_input=image_input,
                                      labels=model.labels, input_size=model.preprocess.input_size, model=model,
@@ -163,8 +169,7 @@ def _verify(target: Target, path: Path, model: Model, samples: np.ndarray, logit
     runtime = open_artifact(path, threads, image_input=image_input)
     inputs, outputs = runtime.io_specs()
     if not image_input:
-        return inputs, outputs, check_fidelity(logits, runtime(normalize(samples, model.preprocess)),
-                                               target.precision, name=path.name), None
+        return inputs, outputs, check_fidelity(logits, runtime(tensors), target.precision, name=path.name), None
     _check_pixel_input(inputs, path.name)
     fidelity = check_fidelity(_softmax(logits), runtime(samples), target.precision, name=path.name,
                               reference_logits=logits)
@@ -177,10 +182,6 @@ def _check_pixel_input(spec: dict, name: str) -> None:
         raise ConversionError(
             f"{name}: its image input is {spec['dtype']} (scale {spec.get('scale')}, zero point "
             f"{spec.get('zero_point')}), not raw uint8 pixels", "please report this with the model")
-
-
-def _normalized(pixels: np.ndarray | None, spec) -> np.ndarray | None:
-    return None if pixels is None else normalize(pixels, spec)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

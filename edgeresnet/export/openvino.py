@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import channel_indices
 from ..errors import ConversionError, EdgeResNetError, first_line, require
 from ..preprocess import Preprocess
 
@@ -88,7 +89,7 @@ def image_classifier(model, preprocess: Preprocess):
     from openvino import opset13
     from openvino.preprocess import ColorFormat, PrePostProcessor
 
-    order = [0, 1, 2] if preprocess.channel_order == "RGB" else [2, 1, 0]
+    order = channel_indices(preprocess)
     ppp = PrePostProcessor(model)
     image = ppp.input()
     image.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.RGB)

@@ -20,7 +20,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from edgeresnet.data import channel_indices, normalize
 from edgeresnet.export.tflite_metadata import add_metadata
+from edgeresnet.preprocess import Preprocess
 
 # onnx2tf's file name for the sample images it checks layers against (20 NHWC images in [0, 1]).
 ONNX2TF_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
@@ -83,9 +85,10 @@ def image_classifier(saved_model: Path, preprocess: dict, *, float_input: bool):
     loaded = tf.saved_model.load(str(saved_model))
     infer = loaded.signatures["serving_default"]
     ((input_name, spec),) = infer.structured_input_signature[1].items()
-    order = [0, 1, 2] if preprocess["channel_order"] == "RGB" else [2, 1, 0]
-    mean = np.asarray(preprocess["mean"], dtype=np.float32)[order]
-    std = np.asarray(preprocess["std"], dtype=np.float32)[order]
+    preprocessing = Preprocess(**preprocess)
+    order = channel_indices(preprocessing)
+    mean = np.asarray(preprocessing.mean, dtype=np.float32)[order]
+    std = np.asarray(preprocessing.std, dtype=np.float32)[order]
     scale, bias = tf.constant(1.0 / (255.0 * std)), tf.constant(-mean / std)
 
     @tf.function(input_signature=[tf.TensorSpec(spec.shape, tf.float32 if float_input else tf.uint8, name="image")])
@@ -102,9 +105,6 @@ def image_classifier(saved_model: Path, preprocess: dict, *, float_input: bool):
 def calibration_inputs(job: dict):
     """The calibration pixels as the graph being quantized takes them (NHWC float32)."""
     import numpy as np
-
-    from edgeresnet.data import normalize
-    from edgeresnet.preprocess import Preprocess
 
     pixels = np.load(job["calibration"])  # uint8 NHWC RGB
     if not job["image_input"]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..data import normalize
 from ..errors import EdgeResNetError
+from ..evaluate import hits
 from ..preprocess import Preprocess
 from .memory import peak_rss_mb, rss_mb
 from .runtimes import open_artifact
@@ -61,10 +62,9 @@ def measure(job: dict) -> dict:
         labels = np.load(job["labels"])
         predictions, top5 = [], 0
         for start in range(0, len(pixels), CHUNK):
-            scores = runtime(inputs(pixels[start : start + CHUNK]))
-            predictions.append(scores.argmax(1))
-            top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
-            top5 += int((top == labels[start : start + CHUNK, None]).any(1).sum())
+            top1, _, in_top5 = hits(runtime(inputs(pixels[start : start + CHUNK])), labels[start : start + CHUNK])
+            predictions.append(top1)
+            top5 += int(in_top5.sum())
         result["predictions"] = np.concatenate(predictions).tolist()
         result["top5_hits"] = top5
     result["memory"]["peak_rss_mb"] = peak_rss_mb()
