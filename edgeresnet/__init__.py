@@ -13,6 +13,12 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load": "edgeresnet.loading",
     "load_model": "edgeresnet.stages.load",
+    "save": "edgeresnet.saving",
+    "prune": "edgeresnet.stages.prune",
+    "PruneConfig": "edgeresnet.stages.prune",
+    "ChannelPlan": "edgeresnet.models.plan",
+    "sensitivity": "edgeresnet.pruning.sensitivity",
+    "SensitivityConfig": "edgeresnet.pruning.sensitivity",
     "Model": "edgeresnet.model",
     "Preprocess": "edgeresnet.preprocess",
     "open_dataset": "edgeresnet.data",

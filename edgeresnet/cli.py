@@ -174,6 +174,9 @@ run_options = _stack(
     click.option("--io-dtype", type=click.Choice(["int8", "uint8", "float32"]),
                  help="Input and output type of int8 TFLite files [default: int8; with --image-input the input "
                       "is the uint8 image and the output float32]."),
+    click.option("--min-agreement", type=click.FloatRange(0, 100),
+                 help="Top-1 agreement with PyTorch (percent) each file must reach [default: int8 98, fp16 99.9, "
+                      "fp32 100]; lower it knowingly, e.g. for a pruned model not yet fine-tuned."),
     evaluation_options,
 )
 
@@ -199,7 +202,8 @@ def compress(**options):
     _run_pipeline(**options)
 
 
-def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_size, image_input, io_dtype, arch,
+def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_size, image_input, io_dtype,
+                  min_agreement, arch,
                   trust_checkpoint, limit, seed, threads, as_json, **preprocess):
     import time
 
@@ -216,7 +220,8 @@ def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_
         calibration_data = open_dataset(train_data) if train_data else None
         options = CompressOptions(
             calibration=CalibrationConfig(size=calibration_size, seed=seed),
-            export=ExportConfig(image_input=image_input, io_dtype=io_dtype), threads=threads,
+            export=ExportConfig(image_input=image_input, io_dtype=io_dtype, min_agreement=min_agreement),
+            threads=threads,
         )
         out = out or Path("runs") / f"{loaded.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
         report = run_compress(loaded, dataset, target_list, out, calibration_data=calibration_data,
@@ -228,6 +233,116 @@ def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_
         from rich.console import Console
 
         Console().print(results_table(report))
+
+
+def _config(cls, **values):
+    """A stage's config from flags; a value out of range is one line naming the flag."""
+    from pydantic import ValidationError
+
+    try:
+        return cls(**{key: value for key, value in values.items() if value is not None})
+    except ValidationError as error:
+        first = error.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "the options"
+        raise EdgeResNetError(f"invalid {flag}: {first['msg'].removeprefix('Value error, ')}",
+                              f"see `edgeresnet {click.get_current_context().info_name} --help`") from None
+
+
+pruning_options = _stack(
+    click.option("--ratio", type=float, help="Fraction of channels to remove (0..1)."),
+    click.option("--macs", type=float, help="Remove channels until MACs fall by this factor, e.g. 2.0."),
+    click.option("--latency-ms", type=float, help="Remove channels until p50 latency on --latency-target is at most this."),
+    click.option("--latency-target", default="tflite-int8", show_default=True,
+                 help="Artifact whose latency --latency-ms and --block-cost latency measure."),
+    click.option("--importance", type=click.Choice(["taylor", "l1", "l2", "bn"]), default="taylor", show_default=True,
+                 help="Channel importance: first-order Taylor on --train-data, filter L1/L2 norm, or BN scale."),
+    click.option("--scope", type=click.Choice(["global", "local"]), default="global", show_default=True,
+                 help="One threshold for the whole network, or the same ratio in every layer."),
+    click.option("--round-to", type=click.IntRange(min=1), default=8, show_default=True,
+                 help="Kept widths are multiples of this, so that int8 kernels stay fast."),
+    click.option("--remove-blocks", is_flag=True,
+                 help="Remove whole residual blocks first (least important per cost), then channels."),
+    click.option("--block-cost", type=click.Choice(["macs", "latency"]), default="macs", show_default=True,
+                 help="What a removed block saves, to rank blocks: its MACs, or its latency on --latency-target."),
+)
+
+
+@main.command("prune")
+@model_argument
+@data_option
+@click.option("--train-data", type=click.Path(path_type=Path),
+              help="Images for Taylor importance and batch-norm recalibration (default: --data).")
+@pruning_options
+@click.option("--out", type=click.Path(path_type=Path), help="Directory for the pruned model (default: runs/<arch>-pruned-<time>).")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it already holds files.")
+@evaluation_options
+def prune_command(model, data, train_data, ratio, macs, latency_ms, latency_target, importance, scope, round_to,
+                  remove_blocks, block_cost, out, overwrite, arch, trust_checkpoint, limit, seed, threads, as_json,
+                  **preprocess):
+    """Remove whole channels (and, with --remove-blocks, whole blocks) from MODEL.
+
+    Writes model.safetensors and channel-plan.json (which `edgeresnet.load`, `export` and
+    `compress` read back) and prune-report.json. Accuracy before and after is measured on
+    --data; recovering it is the job of fine-tuning.
+    """
+    import time
+
+    from .data import open_dataset
+    from .stages.prune import LatencyProbe, PruneConfig
+    from .pruning.report import prune_table, write_pruned
+
+    config = _config(PruneConfig, ratio=ratio, macs=macs, latency_ms=latency_ms, importance=importance, scope=scope,
+                     round_to=round_to, remove_blocks=remove_blocks, block_cost=block_cost, seed=seed,
+                     latency=_config(LatencyProbe, target=latency_target, threads=threads))
+    if latency_ms is not None or block_cost == "latency":
+        from .export import parse_targets
+
+        parse_targets([latency_target])
+    with work_on_stderr():
+        loaded, dataset = _model_and_data(model, data, arch, trust_checkpoint, preprocess)
+        dataset = dataset.subset(limit, seed=seed)
+        train = open_dataset(train_data) if train_data else dataset
+        out = out or Path("runs") / f"{loaded.arch}-pruned-{time.strftime('%Y%m%d-%H%M%S')}"
+        report = write_pruned(loaded, config, dataset, train, out, overwrite=overwrite, threads=threads, log=log)
+    log(f"wrote {out}")
+    if as_json:
+        _print_json({"out": str(out), **report})
+    else:
+        from rich.console import Console
+
+        Console().print(prune_table(report))
+
+
+@main.command("sensitivity")
+@model_argument
+@data_option
+@click.option("--ratios", default="0.25,0.5,0.75", show_default=True, help="Pruning ratios to try, comma-separated.")
+@click.option("--importance", type=click.Choice(["l1", "l2", "bn"]), default="l1", show_default=True,
+              help="Which channels go at each ratio.")
+@click.option("--round-to", type=click.IntRange(min=1), default=8, show_default=True, help="Kept widths are multiples of this.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("sensitivity"), show_default=True,
+              help="Directory for sensitivity.json, sensitivity.md and sensitivity.png.")
+@evaluation_options
+def sensitivity_command(model, data, ratios, importance, round_to, out, arch, trust_checkpoint, limit, seed, threads,
+                        as_json, **preprocess):
+    """Top-1 of MODEL on --data with one layer pruned at a time, at each ratio: a table and a plot."""
+    from .pruning.sensitivity import SensitivityConfig, markdown, plot, sensitivity
+
+    values = tuple(_number(r.strip(), float, "--ratios") for r in ratios.split(",") if r.strip())
+    config = _config(SensitivityConfig, ratios=values, importance=importance, round_to=round_to,
+                     images=limit or 1000, seed=seed, threads=threads)
+    with work_on_stderr():
+        loaded, dataset = _model_and_data(model, data, arch, trust_checkpoint, preprocess)
+        report = sensitivity(loaded, dataset, config)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sensitivity.json").write_text(report.model_dump_json(indent=2) + "\n")
+        (out / "sensitivity.md").write_text(markdown(report))
+        plot(report, out / "sensitivity.png")
+    log(f"wrote {out}/sensitivity.json, sensitivity.md and sensitivity.png")
+    if as_json:
+        _print_json(report.model_dump())
+    else:
+        click.echo(markdown(report), nl=False)
 
 
 @main.command()

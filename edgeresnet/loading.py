@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from edgeresnet.errors import ArchitectureError, CheckpointError
-from edgeresnet.models.detect import ArchSpec, apply_state_dict, detect, mismatch, spec_of
+from edgeresnet.models.detect import ArchSpec, apply_state_dict, detect, mismatch, spec_of, spec_with_plan
 
 # Where training scripts commonly nest the weights; other entries (epoch, optimizer,
 # best_prec1, ...) are ignored.
@@ -52,6 +52,8 @@ def load_with_spec(
     if isinstance(loaded, nn.Module):
         return _from_module(loaded, arch)
     state_dict = _clean(loaded, Path(source))
+    if arch is None and (plan := _embedded_plan(Path(source))):
+        arch = spec_with_plan(plan)  # a pruned model saved by edgeresnet.save
     spec = _spec(arch, state_dict)
     model = spec.build()
     try:
@@ -73,6 +75,21 @@ def _from_module(module: nn.Module, arch: str | ArchSpec | None) -> tuple[nn.Mod
                 f"the module does not fit {spec}: {problem}", hint=_wrong_arch_hint(state_dict)
             )
     return copy.deepcopy(module).float().eval(), spec
+
+
+def _embedded_plan(path: Path):
+    """The channel plan in a .safetensors header, or beside the weights as channel-plan.json."""
+    from edgeresnet.models.plan import METADATA_KEY, PLAN_NAME, ChannelPlan
+
+    if _sniff(path) == "safetensors":
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as file:
+            text = (file.metadata() or {}).get(METADATA_KEY)
+        if text:
+            return ChannelPlan.from_json(text, f"the channel plan in {path}")
+    beside = path.parent / PLAN_NAME
+    return ChannelPlan.read(beside) if beside.is_file() else None
 
 
 def _spec(arch: str | ArchSpec | None, state_dict: Mapping[str, Tensor]) -> ArchSpec:

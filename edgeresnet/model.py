@@ -30,6 +30,7 @@ class Model:
     labels: tuple[str, ...] | None = None
     source: str = "<module>"
     options: dict[str, Any] = field(default_factory=dict)
+    plan: Any = None  # a pruned model's ChannelPlan: the widths cut from `arch`
 
     def replace(self, **changes) -> "Model":
         return dataclasses.replace(self, **changes)
@@ -74,4 +75,5 @@ class Model:
             "source": self.source,
             "options": self.options,
             "sha256": self.fingerprint(),
+            **({"channel_plan": self.plan.model_dump(mode="json")} if self.plan is not None else {}),
         }

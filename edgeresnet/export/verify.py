@@ -17,7 +17,8 @@ AGREEMENT_THRESHOLDS = {"fp32": 100.0, "fp16": 99.9, "int8": 98.0, "int8w": 98.0
 NEAR_TIE = {"fp32": 1e-5, "fp16": 1e-2, "int8": 0.0, "int8w": 0.0, "w8a8": 0.0}
 
 HINTS = {
-    "int8": "use more or more representative calibration images (--calibration-size, --train-data)",
+    "int8": "use more or more representative calibration images (--calibration-size, --train-data); a pruned "
+            "model not yet fine-tuned flips more: fine-tune it, or accept a lower bar with --min-agreement",
     "int8w": "some layers lose too much with int8 weights; export the fp16 target instead",
     "w8a8": "use more or more representative calibration images, or quantization-aware training",
     "fp16": "the model may have layers whose values overflow float16; export tflite-fp32 instead",
@@ -26,11 +27,12 @@ HINTS = {
 
 
 def check_fidelity(reference: np.ndarray, candidate: np.ndarray, precision: str, *, name: str,
-                   reference_logits: np.ndarray | None = None) -> Fidelity:
+                   reference_logits: np.ndarray | None = None, minimum: float | None = None) -> Fidelity:
     """Compare outputs of the same images; raise when top-1 agreement is below the precision's bar.
 
     Outputs are logits, or probabilities for an image-input file; then `reference_logits`
-    (PyTorch's logits) judge near-ties on the same scale as for every other file.
+    (PyTorch's logits) judge near-ties on the same scale as for every other file. `minimum`
+    replaces the precision's bar (ExportConfig.min_agreement).
     """
     ref_top, cand_top = reference.argmax(1), candidate.argmax(1)
     rows = np.arange(len(reference))
@@ -44,7 +46,7 @@ def check_fidelity(reference: np.ndarray, candidate: np.ndarray, precision: str,
         agreement=round(float((~flips).mean() * 100), 3),
         near_ties=int(near_ties.sum()),
         max_abs_diff=float(np.abs(reference - candidate).max()),
-        threshold=AGREEMENT_THRESHOLDS[precision],
+        threshold=AGREEMENT_THRESHOLDS[precision] if minimum is None else minimum,
     )
     counted = float((~flips | near_ties).mean() * 100)
     if counted < fidelity.threshold:

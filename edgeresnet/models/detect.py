@@ -11,7 +11,7 @@ import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +20,9 @@ from edgeresnet.errors import ArchitectureError
 from edgeresnet.models.cifar import CifarResNet
 from edgeresnet.models.registry import Family, create, defaults, list_models, parse
 from edgeresnet.models.resnet import BasicBlock, Bottleneck, ResNet
+
+if TYPE_CHECKING:
+    from edgeresnet.models.plan import ChannelPlan
 
 _BLOCK_KEY = re.compile(r"^layer(\d+)\.(\d+)\.")
 # (head, stem kernel, stages) of each family's layout.
@@ -42,6 +45,7 @@ class ArchSpec:
     shortcut: Literal["A", "B", "downsample"]  # CIFAR pad / CIFAR projection / torchvision
     num_classes: int
     name: str | None = None
+    plan: "ChannelPlan | None" = None  # a pruned model: the widths cut from this architecture
 
     def __post_init__(self) -> None:
         stages = _LAYOUT[self.family][2]
@@ -51,6 +55,8 @@ class ArchSpec:
             )
 
     def build(self) -> nn.Module:
+        if self.plan is not None:
+            return self.plan.build()
         if self.family == "cifar":
             return CifarResNet(self.layers, self.num_classes, self.shortcut, self.width)
         block = BasicBlock if self.block == "basic" else Bottleneck
@@ -63,10 +69,12 @@ class ArchSpec:
         """For a zoo model, the options that differ from its defaults, so that
         ``create(spec.name, **spec.options)`` rebuilds it; otherwise every field."""
         if self.name is None:
-            return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
+            return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("name", "plan")}
         return {k: getattr(self, k) for k, v in defaults(self.name).items() if getattr(self, k) != v}
 
     def __str__(self) -> str:
+        if self.plan is not None:
+            return f"{str(replace(self, plan=None))} pruned ({self.plan.summary})"
         options = self.options
         if self.name is None:
             return f"custom ResNet ({', '.join(f'{k}={v}' for k, v in options.items())})"
@@ -85,11 +93,20 @@ def detect(state_dict: Mapping[str, Tensor]) -> ArchSpec:
 
 
 def spec_of(arch: str) -> ArchSpec:
-    """The spec of a zoo model named with options, e.g. ``"resnet56:num_classes=100"``."""
+    """The spec of a zoo model named with options, e.g. ``"resnet56:num_classes=100"``, or
+    of a pruned model, named by its channel plan (``channel-plan.json``)."""
+    if arch.endswith(".json"):
+        from .plan import ChannelPlan
+
+        return spec_with_plan(ChannelPlan.read(arch))
     name, options = parse(arch)
     with torch.device("meta"):
         model = create(name, **options)
     return replace(_infer(model.state_dict()), name=name)
+
+
+def spec_with_plan(plan: "ChannelPlan") -> ArchSpec:
+    return replace(plan.base_spec(), plan=plan)
 
 
 def apply_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], name: str | None = None) -> None:
@@ -184,7 +201,7 @@ def _zoo_name(spec: ArchSpec) -> str | None:
         if all(
             getattr(spec, f.name) == getattr(zoo, f.name)
             for f in fields(ArchSpec)
-            if f.name != "name" and f.name not in options
+            if f.name not in ("name", "plan") and f.name not in options
         ):
             return name
     return None

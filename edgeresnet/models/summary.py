@@ -62,7 +62,7 @@ def count_params(module: nn.Module) -> int:
 def count_macs(module: nn.Module, input_size: int | tuple[int, int]) -> int:
     """Multiply-accumulates of Conv2d and Linear layers for one 3-channel image."""
     height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
-    model = _meta_copy(module).eval()
+    model = meta_copy(module).eval()
     macs = 0
 
     def count(layer: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
@@ -84,10 +84,15 @@ def stage_widths(module: nn.Module) -> tuple[int, ...]:
     """Output channels of each stage (layer1, layer2, ...)."""
     widths = []
     for stage, blocks in _stages(module):
-        last = len(blocks) - 1
+        last = max(i for i, block in enumerate(blocks) if not _removed(block))
         conv, _ = _last_conv(blocks[last])
         widths.append(module.get_submodule(f"{stage}.{last}.{conv}").out_channels)
     return tuple(widths)
+
+
+def _removed(block: nn.Module) -> bool:
+    """Pruning replaces a block whose inner channels are all gone by an identity."""
+    return isinstance(block, nn.Identity)
 
 
 @dataclass
@@ -116,6 +121,8 @@ def residual_groups(module: nn.Module) -> list[ChannelGroup]:
     stream = _Stream(stage=None, producers=[("conv1", "bn1")])
     for stage, blocks in _stages(module):
         for index, block in enumerate(blocks):
+            if _removed(block):
+                continue
             name = f"{stage}.{index}"
             stream.consumers.append(f"{name}.conv1")
             shortcut = _shortcut(block)
@@ -169,7 +176,7 @@ def _shortcut(block: nn.Module) -> tuple[str, nn.Module] | None:
     return None
 
 
-def _meta_copy(module: nn.Module) -> nn.Module:
+def meta_copy(module: nn.Module) -> nn.Module:
     """A deep copy whose tensors are shape-only meta tensors, so that no weight is
     copied and the forward pass costs nothing even for resnext101 at 224x224.
 

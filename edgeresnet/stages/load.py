@@ -32,6 +32,7 @@ def load_model(
         labels=labels,
         source=str(source) if not isinstance(source, nn.Module) else "<module>",
         options=spec.options,
+        plan=spec.plan,
     )
 
 

@@ -1,0 +1,40 @@
+"""Save a model so that ``edgeresnet.load`` rebuilds it exactly, pruned or not.
+
+One .safetensors file (no pickle: loading it cannot run code) whose header carries the
+channel plan of a pruned model; the plan is also written beside it as JSON, for people
+and for loading weights saved in another format.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .model import Model
+from .models.plan import METADATA_KEY, PLAN_NAME
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+def save(model: Model, directory: str | Path) -> Path:
+    """Write ``directory``/model.safetensors (and channel-plan.json when pruned); returns the weights' path."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    metadata = {"arch": model.arch}
+    if model.plan is not None:
+        metadata[METADATA_KEY] = model.plan.model_dump_json()
+        _write_atomically(directory / PLAN_NAME, model.plan.to_json().encode())
+    weights = directory / WEIGHTS_NAME
+    partial = weights.with_name(weights.name + ".partial")
+    state = {k: v.detach().contiguous() for k, v in model.module.state_dict().items()}
+    save_file(state, partial, metadata=metadata)
+    os.replace(partial, weights)
+    return weights
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)

@@ -1,0 +1,254 @@
+"""The prune stage: remove whole channels, to a ratio, a MACs factor or a measured latency.
+
+    structure (which channels are tied)  ->  importance (a score per channel)
+        ->  select (how many each segment keeps, which ones)  ->  surgery (a smaller dense copy)
+
+The result is a Model whose ``plan`` records the widths, so that ``edgeresnet.save`` and
+``edgeresnet.load`` round-trip it, and export and bench take it like any other model.
+Recovering the accuracy pruning costs is the distill stage's job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..data import ImageDataset, batches, sample_pixels
+from ..errors import DataError, EdgeResNetError
+from ..model import Model
+from ..models.detect import detect
+from ..models.plan import ChannelPlan
+from ..models.summary import meta_copy, count_macs, count_params
+from ..pruning.importance import Criterion, block_scores, channel_scores, unit_scores
+from ..pruning.search import fewest_blocks, fill_up, smallest_ratio, unreachable
+from ..pruning.select import Scope, choose, keep_counts, kept_fraction, removable_blocks
+from ..pruning.structure import Structure, analyse, zoo_module
+from ..pruning.surgery import cut
+
+
+class LatencyProbe(BaseModel):
+    """How a latency target is measured: which artifact, on how many threads, how often."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    target: str = "tflite-int8"
+    threads: int = Field(default=2, ge=1)
+    runs: int = Field(default=200, ge=10)
+    warmup: int = Field(default=20, ge=0)
+    steps: int = Field(default=6, ge=1, le=20)  # bisection steps: each one exports and times a candidate
+
+
+class PruneConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    # One target: the fraction of channels to remove, fewer MACs by this factor, or this p50 latency.
+    ratio: float | None = Field(default=None, ge=0, le=1)
+    macs: float | None = Field(default=None, ge=1)
+    latency_ms: float | None = Field(default=None, gt=0)
+    importance: Criterion = "taylor"  # data-driven; l1, l2 and bn need no data
+    scope: Scope = "global"  # one threshold for the whole network, or the same ratio in every layer
+    round_to: int = Field(default=8, ge=1)  # kept widths are multiples of this (int8 kernels work in blocks)
+    # Depth first: whole identity-shortcut blocks go, least important first, until the target
+    # is met; only then channels. Fewer layers cut the fixed cost per layer that dominates
+    # small inputs on int8 kernels, which narrower layers do not (see benchmarks/README.md).
+    remove_blocks: bool = False
+    # What removing a block saves, to rank blocks by importance per saving: its MACs, or its
+    # latency measured on `latency.target` (one export per stage; a latency target implies it).
+    block_cost: Literal["macs", "latency"] = "macs"
+    # Images whose statistics replace the batch norms' running ones after the cut (adaptive
+    # batch norm, Li et al. 2020): without it the narrower layers see shifted activations and
+    # the pruned model is near chance until fine-tuned. Needs data; 0 turns it off.
+    recalibrate_images: int = Field(default=1024, ge=0)
+    taylor_batches: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    seed: int = 0
+    latency: LatencyProbe = LatencyProbe()
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "PruneConfig":
+        given = [name for name in ("ratio", "macs", "latency_ms") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one target of ratio, macs and latency_ms, got {given or 'none'}")
+        return self
+
+
+def prune(model: Model, config: PruneConfig, data: ImageDataset | None = None) -> Model:
+    """A pruned copy of ``model``; ``data`` (labelled images) feeds the taylor criterion and
+    calibrates the artifacts a latency target is measured on."""
+    module = zoo_module(model)
+    structure = analyse(module)
+    raw = channel_scores(module, structure, config.importance, _taylor_batches(model, config, data))
+    scores = unit_scores(structure, raw)
+    size = model.preprocess.input_size
+    # Depth before width: the blocks that matter least go first, whole, then channels.
+    order = []
+    if config.remove_blocks:
+        importance = block_scores(structure, raw)
+        cost = _block_costs(model, module, structure, config, data)
+        order = sorted(importance, key=lambda block: importance[block] / cost[block])
+
+    def counts_at(ratio: float, removed: tuple[str, ...] = ()) -> dict[str, int]:
+        return keep_counts(structure, scores, ratio, config.scope, config.round_to, removed)
+
+    def cut_to(counts: dict[str, int], source: torch.nn.Module) -> torch.nn.Module:
+        keep, removed = choose(structure, scores, counts)
+        return cut(source, structure, keep, removed)
+
+    minimum = counts_at(1.0, tuple(order))  # every block that may go gone, every segment at its narrowest
+    base_macs = count_macs(module, size)
+    probes: list[dict] = []
+    if config.ratio is not None:
+        best = 1 - kept_fraction(structure, minimum)
+        if config.ratio > best:
+            raise unreachable(f"ratio {config.ratio}", f"ratio {best:.3f}",
+                              f"choose a ratio up to that; round_to={config.round_to} keeps at least that many "
+                              "channels per layer")
+
+        def goal(counts):
+            return 1 - kept_fraction(structure, counts) >= config.ratio - 1e-9
+    elif config.macs is not None:
+        def factor(counts):
+            return base_macs / count_macs(cut_to(counts, meta_copy(module)), size)
+
+        def goal(counts):
+            return factor(counts) >= config.macs
+
+        if not goal(minimum):
+            raise unreachable(f"{config.macs}x fewer MACs", f"{factor(minimum):.2f}x",
+                              "ask for at most that, or lower round_to, or allow remove_blocks")
+    else:
+        if data is None:
+            raise DataError("a latency target needs data to calibrate and verify the measured artifacts",
+                            "pass --data")
+
+        def latency(counts):
+            candidate = cut_to(counts, module).eval()
+            if config.recalibrate_images:  # its artifact must pass export's check against PyTorch
+                _recalibrate_norms(candidate, model, data, config)
+            ms = _measure(model.replace(module=candidate), data, config.latency)
+            probes.append({"kept_fraction": round(kept_fraction(structure, counts), 4), "p50_ms": ms})
+            return ms
+
+        def goal(counts):
+            return latency(counts) <= config.latency_ms
+
+        fastest = latency(minimum)
+        if fastest > config.latency_ms:
+            raise unreachable(f"{config.latency_ms} ms on {config.latency.target}", f"{fastest:.3f} ms",
+                              "ask for at least that, or allow remove_blocks, or measure on another target")
+
+    if config.ratio is not None and not order:
+        counts = counts_at(config.ratio)  # exact per layer (local) or by one threshold (global)
+    elif (dropped := fewest_blocks(order, lambda blocks: goal(counts_at(0.0, blocks)))) is not None:
+        counts = counts_at(0.0, dropped)
+    else:
+        steps = config.latency.steps if config.latency_ms is not None else 14
+        counts = smallest_ratio(lambda r: counts_at(r, tuple(order)), goal, steps)
+        if config.macs is not None:
+            counts = fill_up(counts, structure, scores, config.round_to, goal)
+
+    keep, removed = choose(structure, scores, counts)
+    pruned = cut(module, structure, keep, removed).eval()
+    if data is not None and config.recalibrate_images:
+        _recalibrate_norms(pruned, model, data, config)
+    macs = count_macs(pruned, size)
+    info = {
+        "importance": config.importance, "scope": config.scope, "round_to": config.round_to,
+        "target": {k: v for k, v in config.model_dump(include={"ratio", "macs", "latency_ms"}).items() if v is not None},
+        "kept_fraction": round(kept_fraction(structure, counts), 4), "removed_blocks": list(removed),
+        **({"block_cost": config.block_cost} if config.remove_blocks else {}),
+        "macs_before": base_macs, "macs_after": macs, "macs_factor": round(base_macs / macs, 4),
+        "params_before": count_params(module), "params_after": count_params(pruned),
+        **({"latency": {"target": config.latency.target, "probes": probes}} if probes else {}),
+    }
+    plan = _plan(model, structure, keep, removed, pruned, info)
+    return model.replace(module=pruned, plan=plan)
+
+
+def _block_costs(model: Model, module, structure: Structure, config: PruneConfig, data) -> dict[str, float]:
+    """Block -> what removing it saves, as a fraction of the whole model's MACs or latency.
+
+    Blocks of one stage have the same shapes and so the same cost: latency is measured
+    once per stage, removing that stage's first removable block.
+    """
+    blocks = removable_blocks(structure)
+    by_latency = config.block_cost == "latency" or config.latency_ms is not None
+    if by_latency and data is None:
+        raise DataError("measuring what a block costs needs data to calibrate the probe artifacts", "pass --data")
+    size = model.preprocess.input_size
+
+    def cost_of(removed: tuple[str, ...]) -> float:
+        pruned = cut(meta_copy(module) if not by_latency else module, structure, {}, removed)
+        if not by_latency:
+            return count_macs(pruned, size)
+        return _measure(model.replace(module=pruned.eval()), data, config.latency)
+
+    whole = cost_of(())
+    per_stage: dict[str, float] = {}
+    for block in blocks:
+        stage = block.split(".")[0]
+        if stage not in per_stage:
+            per_stage[stage] = max(whole - cost_of((block,)), 1e-3 * whole) / whole
+    return {block: per_stage[block.split(".")[0]] for block in blocks}
+
+
+def _plan(model: Model, structure: Structure, keep, removed, pruned, info) -> ChannelPlan:
+    base = model.plan.base if model.plan else {
+        k: v for k, v in dataclasses.asdict(detect(model.module.state_dict())).items() if k != "plan"
+    }
+    widths = {name: len(channels) for name, channels in keep.items() if structure.spaces[name].block not in removed}
+    pads = {name: (pruned.get_submodule(name).before, pruned.get_submodule(name).after)
+            for name in structure.pads if not any(name.startswith(b + ".") for b in removed)}
+    earlier = model.plan.removed_blocks if model.plan else ()
+    return ChannelPlan(base=base, widths=widths, pads=pads, removed_blocks=tuple(sorted({*earlier, *removed})),
+                       info=info)
+
+
+def _recalibrate_norms(module: torch.nn.Module, model: Model, data: ImageDataset, config: PruneConfig) -> None:
+    """Re-estimate every batch norm's running mean and variance on the data, in place on the
+    freshly cut copy (a cumulative average: momentum None); weights stay as they are."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+        norm.train()
+    sample = data.subset(config.recalibrate_images, seed=config.seed)
+    with torch.no_grad():
+        for images, _ in batches(sample, model.preprocess, config.batch_size):
+            module(torch.tensor(images))
+    for norm in norms:
+        norm.momentum = 0.1
+    module.eval()
+
+
+def _taylor_batches(model: Model, config: PruneConfig, data: ImageDataset | None):
+    if config.importance != "taylor":
+        return ()
+    if data is None or len(data) == 0:
+        raise DataError("the taylor criterion needs labelled images", "pass --data, or choose --importance l1, l2 or bn")
+    sample = data.subset(config.taylor_batches * config.batch_size, seed=config.seed)
+    return ((torch.tensor(x), torch.tensor(y).long())
+            for x, y in batches(sample, model.preprocess, config.batch_size))
+
+
+def _measure(model: Model, data: ImageDataset, probe: LatencyProbe) -> float:
+    """p50 latency in ms of ``model`` exported to the probe's target, timed by the runner."""
+    from ..data import normalize
+    from ..export import export, parse_targets
+    from ..runner.runtimes import open_artifact
+    from ..runner.timing import measure_latency
+
+    target = parse_targets([probe.target])
+    pixels = sample_pixels(data, model.preprocess, min(256, len(data)), seed=0)
+    with tempfile.TemporaryDirectory(prefix="edgeresnet-probe-") as tmp:
+        artifact = export(model, target, Path(tmp), samples=pixels[:64], calibration=pixels, threads=probe.threads)[0]
+        if artifact.manifest.fidelity is None:
+            raise EdgeResNetError(f"{probe.target} does not run on this host, so its latency cannot be measured",
+                                  "measure on a tflite, openvino or onnx target")
+        runtime = open_artifact(artifact.path, probe.threads)
+        raw = runtime.to_raw(normalize(pixels[:1], model.preprocess))
+        return round(measure_latency(lambda: runtime.invoke(raw), runs=probe.runs, warmup=probe.warmup).p50_ms, 4)
+
