@@ -43,7 +43,8 @@ def __getattr__(name: str):
     if module_name is None:
         raise AttributeError(f"module 'edgeresnet' has no attribute {name!r}")
     module = importlib.import_module(module_name)
-    value = module if module_name.endswith("." + name) else getattr(module, name)
+    # A module exported as itself (edgeresnet.models), or the function of that name in it (prune).
+    value = getattr(module, name, module)
     globals()[name] = value
     return value
 

@@ -326,8 +326,10 @@ def prune_command(model, data, train_data, ratio, macs, latency_ms, latency_targ
 def sensitivity_command(model, data, ratios, importance, round_to, out, arch, trust_checkpoint, limit, seed, threads,
                         as_json, **preprocess):
     """Top-1 of MODEL on --data with one layer pruned at a time, at each ratio: a table and a plot."""
+    from .errors import require
     from .pruning.sensitivity import SensitivityConfig, markdown, plot, sensitivity
 
+    require(("matplotlib",), "the sensitivity plot", "report")  # before the work, not after it
     values = tuple(_number(r.strip(), float, "--ratios") for r in ratios.split(",") if r.strip())
     config = _config(SensitivityConfig, ratios=values, importance=importance, round_to=round_to,
                      images=limit or 1000, seed=seed, threads=threads)

@@ -24,6 +24,7 @@ def inspect_model(model: Model) -> dict[str, Any]:
         "stage_widths": list(stage_widths(model.module)),
         "residual_groups": [dataclasses.asdict(group) for group in groups],
         "preprocessing": model.preprocess.model_dump(),
+        "pruned": model.plan.summary if model.plan is not None else None,
     }
 
 
@@ -32,7 +33,8 @@ def summary_table(summary: dict[str, Any]):
     from rich.table import Table
 
     facts = Table(show_header=False, box=None)
-    facts.add_row("architecture", summary["arch"] + _options_text(summary["options"]))
+    pruned = f" pruned ({summary['pruned']})" if summary.get("pruned") else ""
+    facts.add_row("architecture", summary["arch"] + _options_text(summary["options"]) + pruned)
     facts.add_row("parameters", f"{summary['params']:,}")
     facts.add_row("MACs", f"{summary['macs'] / 1e6:,.1f} M at {summary['input_size']}x{summary['input_size']}")
     facts.add_row("classes", str(summary["num_classes"]))

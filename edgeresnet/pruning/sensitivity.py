@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..data import ImageDataset
+from ..errors import require
 from ..evaluate import evaluate
 from ..model import Model
 from .importance import Criterion, channel_scores, unit_scores
@@ -88,6 +89,7 @@ def markdown(report: SensitivityReport) -> str:
 
 
 def plot(report: SensitivityReport, path: Path) -> Path:
+    require(("matplotlib",), "the sensitivity plot", "report")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -104,9 +104,9 @@ def _sliced_conv(conv: nn.Conv2d, out_keep: list[int] | None, in_keep: list[int]
     if groups == 1:
         weight = weight[:, in_keep]
     else:
-        local = [[c - g * in_per_group for c in in_keep if c // in_per_group == g] for g in range(groups)]
-        rows = [weight[row, local[o // out_per_group]] for row, o in enumerate(out_keep)]
-        weight = torch.stack(rows)
+        local = torch.tensor([[c - g * in_per_group for c in in_keep if c // in_per_group == g] for g in range(groups)])
+        row_groups = torch.tensor([o // out_per_group for o in out_keep])
+        weight = weight[torch.arange(len(out_keep))[:, None], local[row_groups]]  # row r takes its group's inputs
     new = nn.Conv2d(len(in_keep), len(out_keep), conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                     groups, bias=conv.bias is not None, padding_mode=conv.padding_mode,
                     device=conv.weight.device, dtype=conv.weight.dtype)

@@ -40,6 +40,7 @@ class LatencyProbe(BaseModel):
     runs: int = Field(default=200, ge=10)
     warmup: int = Field(default=20, ge=0)
     steps: int = Field(default=6, ge=1, le=20)  # bisection steps: each one exports and times a candidate
+    rounds: int = Field(default=5, ge=1)  # alternating timing rounds where several files are compared
 
 
 class PruneConfig(BaseModel):
@@ -128,7 +129,7 @@ def prune(model: Model, config: PruneConfig, data: ImageDataset | None = None) -
             candidate = cut_to(counts, module).eval()
             if config.recalibrate_images:  # its artifact must pass export's check against PyTorch
                 _recalibrate_norms(candidate, model, data, config)
-            ms = _measure(model.replace(module=candidate), data, config.latency)
+            ms = _measure([model.replace(module=candidate)], data, config.latency)[0]
             probes.append({"kept_fraction": round(kept_fraction(structure, counts), 4), "p50_ms": ms})
             return ms
 
@@ -142,13 +143,18 @@ def prune(model: Model, config: PruneConfig, data: ImageDataset | None = None) -
 
     if config.ratio is not None and not order:
         counts = counts_at(config.ratio)  # exact per layer (local) or by one threshold (global)
-    elif (dropped := fewest_blocks(order, lambda blocks: goal(counts_at(0.0, blocks)))) is not None:
-        counts = counts_at(0.0, dropped)
     else:
+        # As many whole blocks as the target needs but one; channels make up the rest, so that
+        # the last block does not overshoot the target by a block's worth.
+        dropped = fewest_blocks(order, lambda blocks: goal(counts_at(0.0, blocks)))
+        blocks = tuple(order) if dropped is None else dropped[:-1]
         steps = config.latency.steps if config.latency_ms is not None else 14
-        counts = smallest_ratio(lambda r: counts_at(r, tuple(order)), goal, steps)
-        if config.macs is not None:
-            counts = fill_up(counts, structure, scores, config.round_to, goal)
+        if dropped and not goal(counts_at(1.0, blocks)):  # channels cannot stand in for that last block
+            counts = counts_at(0.0, dropped)
+        else:
+            counts = smallest_ratio(lambda r: counts_at(r, blocks), goal, steps)
+            if config.macs is not None:
+                counts = fill_up(counts, structure, scores, config.round_to, goal)
 
     keep, removed = choose(structure, scores, counts)
     pruned = cut(module, structure, keep, removed).eval()
@@ -171,8 +177,9 @@ def prune(model: Model, config: PruneConfig, data: ImageDataset | None = None) -
 def _block_costs(model: Model, module, structure: Structure, config: PruneConfig, data) -> dict[str, float]:
     """Block -> what removing it saves, as a fraction of the whole model's MACs or latency.
 
-    Blocks of one stage have the same shapes and so the same cost: latency is measured
-    once per stage, removing that stage's first removable block.
+    Blocks of one stage have the same shapes and so the same cost. Latency is measured once
+    per stage with all its removable blocks gone, and shared among them: one block's saving
+    (a few percent) is below the noise of a shared machine, a stage's is not.
     """
     blocks = removable_blocks(structure)
     by_latency = config.block_cost == "latency" or config.latency_ms is not None
@@ -180,24 +187,25 @@ def _block_costs(model: Model, module, structure: Structure, config: PruneConfig
         raise DataError("measuring what a block costs needs data to calibrate the probe artifacts", "pass --data")
     size = model.preprocess.input_size
 
-    def cost_of(removed: tuple[str, ...]) -> float:
-        pruned = cut(meta_copy(module) if not by_latency else module, structure, {}, removed)
-        if not by_latency:
-            return count_macs(pruned, size)
-        return _measure(model.replace(module=pruned.eval()), data, config.latency)
-
-    whole = cost_of(())
-    per_stage: dict[str, float] = {}
+    stages: dict[str, list[str]] = {}
     for block in blocks:
-        stage = block.split(".")[0]
-        if stage not in per_stage:
-            per_stage[stage] = max(whole - cost_of((block,)), 1e-3 * whole) / whole
-    return {block: per_stage[block.split(".")[0]] for block in blocks}
+        stages.setdefault(block.split(".")[0], []).append(block)
+    candidates = [(), *map(tuple, stages.values())]  # the whole model, then each stage without its blocks
+    if by_latency:
+        costs = _measure([model.replace(module=cut(module, structure, {}, c).eval()) for c in candidates], data,
+                         config.latency)
+    else:
+        costs = [count_macs(cut(meta_copy(module), structure, {}, c), size) for c in candidates]
+    whole = costs[0]
+    per_block = {stage: max(whole - cost, 1e-3 * whole) / whole / len(members)
+                 for (stage, members), cost in zip(stages.items(), costs[1:])}
+    return {block: per_block[block.split(".")[0]] for block in blocks}
 
 
 def _plan(model: Model, structure: Structure, keep, removed, pruned, info) -> ChannelPlan:
     base = model.plan.base if model.plan else {
-        k: v for k, v in dataclasses.asdict(detect(model.module.state_dict())).items() if k != "plan"
+        k: list(v) if isinstance(v, tuple) else v  # as JSON holds it, so that a reloaded plan compares equal
+        for k, v in dataclasses.asdict(detect(model.module.state_dict())).items() if k != "plan"
     }
     widths = {name: len(channels) for name, channels in keep.items() if structure.spaces[name].block not in removed}
     pads = {name: (pruned.get_submodule(name).before, pruned.get_submodule(name).after)
@@ -234,21 +242,32 @@ def _taylor_batches(model: Model, config: PruneConfig, data: ImageDataset | None
             for x, y in batches(sample, model.preprocess, config.batch_size))
 
 
-def _measure(model: Model, data: ImageDataset, probe: LatencyProbe) -> float:
-    """p50 latency in ms of ``model`` exported to the probe's target, timed by the runner."""
+def _measure(models: list[Model], data: ImageDataset, probe: LatencyProbe) -> list[float]:
+    """p50 latency in ms of each model exported to the probe's target, timed by the runner.
+
+    The files are timed in alternating rounds and each gets the median of its rounds: on a
+    shared machine a disturbance then hits all of them alike, not whichever ran during it.
+    """
+    import statistics
+
     from ..data import normalize
-    from ..export import export, parse_targets
+    from ..export import ExportConfig, export, parse_targets
     from ..runner.runtimes import open_artifact
     from ..runner.timing import measure_latency
 
     target = parse_targets([probe.target])
-    pixels = sample_pixels(data, model.preprocess, min(256, len(data)), seed=0)
+    pixels = sample_pixels(data, models[0].preprocess, min(256, len(data)), seed=0)
     with tempfile.TemporaryDirectory(prefix="edgeresnet-probe-") as tmp:
-        artifact = export(model, target, Path(tmp), samples=pixels[:64], calibration=pixels, threads=probe.threads)[0]
-        if artifact.manifest.fidelity is None:
-            raise EdgeResNetError(f"{probe.target} does not run on this host, so its latency cannot be measured",
-                                  "measure on a tflite, openvino or onnx target")
-        runtime = open_artifact(artifact.path, probe.threads)
-        raw = runtime.to_raw(normalize(pixels[:1], model.preprocess))
-        return round(measure_latency(lambda: runtime.invoke(raw), runs=probe.runs, warmup=probe.warmup).p50_ms, 4)
-
+        runs = []
+        for index, model in enumerate(models):
+            # Only its speed matters and it is thrown away: no bar on its agreement with PyTorch.
+            artifact = export(model, target, Path(tmp) / str(index), samples=pixels[:16], calibration=pixels,
+                              threads=probe.threads, config=ExportConfig(min_agreement=0))[0]
+            if artifact.manifest.fidelity is None:
+                raise EdgeResNetError(f"{probe.target} does not run on this host, so its latency cannot be measured",
+                                      "measure on a tflite, openvino or onnx target")
+            runtime = open_artifact(artifact.path, probe.threads)
+            runs.append((runtime, runtime.to_raw(normalize(pixels[:1], model.preprocess))))
+        rounds = [[measure_latency(lambda: runtime.invoke(raw), runs=probe.runs, warmup=probe.warmup).p50_ms
+                   for runtime, raw in runs] for _ in range(probe.rounds)]
+    return [round(statistics.median(column), 4) for column in zip(*rounds)]
