@@ -126,10 +126,7 @@ def prune(model: Model, config: PruneConfig, data: ImageDataset | None = None) -
                             "pass --data")
 
         def latency(counts):
-            candidate = cut_to(counts, module).eval()
-            if config.recalibrate_images:  # its artifact must pass export's check against PyTorch
-                _recalibrate_norms(candidate, model, data, config)
-            ms = _measure([model.replace(module=candidate)], data, config.latency)[0]
+            ms = _measure([model.replace(module=cut_to(counts, module).eval())], data, config.latency)[0]
             probes.append({"kept_fraction": round(kept_fraction(structure, counts), 4), "p50_ms": ms})
             return ms
 
