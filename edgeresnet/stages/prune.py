@@ -101,43 +101,16 @@ def prune(model: Model, config: PruneConfig, data: ImageDataset | None = None) -
     minimum = counts_at(1.0, tuple(order))  # every block that may go gone, every segment at its narrowest
     base_macs = count_macs(module, size)
     probes: list[dict] = []
-    if config.ratio is not None:
-        best = 1 - kept_fraction(structure, minimum)
-        if config.ratio > best:
-            raise unreachable(f"ratio {config.ratio}", f"ratio {best:.3f}",
-                              f"choose a ratio up to that; round_to={config.round_to} keeps at least that many "
-                              "channels per layer")
 
-        def goal(counts):
-            return 1 - kept_fraction(structure, counts) >= config.ratio - 1e-9
-    elif config.macs is not None:
-        def factor(counts):
-            return base_macs / count_macs(cut_to(counts, meta_copy(module)), size)
+    def macs_factor(counts) -> float:
+        return base_macs / count_macs(cut_to(counts, meta_copy(module)), size)
 
-        def goal(counts):
-            return factor(counts) >= config.macs
+    def latency(counts) -> float:
+        ms = _measure([model.replace(module=cut_to(counts, module).eval())], data, config.latency)[0]
+        probes.append({"kept_fraction": round(kept_fraction(structure, counts), 4), "p50_ms": ms})
+        return ms
 
-        if not goal(minimum):
-            raise unreachable(f"{config.macs}x fewer MACs", f"{factor(minimum):.2f}x",
-                              "ask for at most that, or lower round_to, or allow remove_blocks")
-    else:
-        if data is None:
-            raise DataError("a latency target needs data to calibrate and verify the measured artifacts",
-                            "pass --data")
-
-        def latency(counts):
-            ms = _measure([model.replace(module=cut_to(counts, module).eval())], data, config.latency)[0]
-            probes.append({"kept_fraction": round(kept_fraction(structure, counts), 4), "p50_ms": ms})
-            return ms
-
-        def goal(counts):
-            return latency(counts) <= config.latency_ms
-
-        fastest = latency(minimum)
-        if fastest > config.latency_ms:
-            raise unreachable(f"{config.latency_ms} ms on {config.latency.target}", f"{fastest:.3f} ms",
-                              "ask for at least that, or allow remove_blocks, or measure on another target")
-
+    goal = _goal(config, structure, minimum, macs_factor, latency, data)
     if config.ratio is not None and not order:
         counts = counts_at(config.ratio)  # exact per layer (local) or by one threshold (global)
     else:
@@ -169,6 +142,30 @@ def prune(model: Model, config: PruneConfig, data: ImageDataset | None = None) -
     }
     plan = _plan(model, structure, keep, removed, pruned, info)
     return model.replace(module=pruned, plan=plan)
+
+
+def _goal(config: PruneConfig, structure: Structure, minimum, macs_factor, latency, data):
+    """The target as a test on keep counts; fails first, naming the best reachable value, when
+    even ``minimum`` (the most pruning can do) does not pass it."""
+    if config.ratio is not None:
+        best = 1 - kept_fraction(structure, minimum)
+        if config.ratio > best:
+            raise unreachable(f"ratio {config.ratio}", f"ratio {best:.3f}",
+                              f"choose a ratio up to that; round_to={config.round_to} keeps at least that many "
+                              "channels per layer")
+        return lambda counts: 1 - kept_fraction(structure, counts) >= config.ratio - 1e-9
+    if config.macs is not None:
+        if macs_factor(minimum) < config.macs:
+            raise unreachable(f"{config.macs}x fewer MACs", f"{macs_factor(minimum):.2f}x",
+                              "ask for at most that, or lower round_to, or allow remove_blocks")
+        return lambda counts: macs_factor(counts) >= config.macs
+    if data is None:
+        raise DataError("a latency target needs data to calibrate and verify the measured artifacts", "pass --data")
+    fastest = latency(minimum)
+    if fastest > config.latency_ms:
+        raise unreachable(f"{config.latency_ms} ms on {config.latency.target}", f"{fastest:.3f} ms",
+                          "ask for at least that, or allow remove_blocks, or measure on another target")
+    return lambda counts: latency(counts) <= config.latency_ms
 
 
 def _block_costs(model: Model, module, structure: Structure, config: PruneConfig, data) -> dict[str, float]:
