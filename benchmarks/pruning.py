@@ -68,7 +68,7 @@ def main() -> None:
     results, runtimes = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, model in models.items():
-            report = compress(model, test, parse_targets(ALL_TARGETS), Path(tmp) / name, calibration_data=train,
+            report = compress(model, test, parse_targets(ALL_TARGETS), Path(tmp) / name, train_data=train,
                               options=options)
             results[name] = [row.model_dump(include={"target", "size_bytes", "top1", "delta_top1", "agreement", "note"})
                              for row in report.results]

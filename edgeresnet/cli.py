@@ -161,7 +161,7 @@ def _print_json(payload) -> None:
 run_options = _stack(
     model_argument,
     data_option,
-    click.option("--train-data", type=click.Path(path_type=Path), help="Images to calibrate on (default: --data)."),
+    click.option("--train-data", type=click.Path(path_type=Path), help="Training images: what training stages learn on, pruning ranks channels on and int8 calibrates on (default for calibration: --data)."),
     click.option("--target", "targets", multiple=True,
                  help="Export target, repeatable or comma-separated (see `edgeresnet targets`)."),
     click.option("--out", type=click.Path(path_type=Path), help="Run directory (default: runs/<arch>-<time>)."),
@@ -194,26 +194,48 @@ def export(**options):
 
 @main.command()
 @run_options
+@click.option("--recipe", help="Stages to run: a builtin name (see `edgeresnet recipes list`) or a YAML file. "
+                               "Default: none, quantize after training only.")
+@click.option("-o", "--set", "overrides", multiple=True, metavar="STAGE.KEY=VALUE",
+              help="Override a recipe setting, e.g. -o qat.epochs=2; repeatable.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run at --out from its last finished "
+                                              "stage or epoch (same command, same result).")
 def compress(**options):
-    """Compress MODEL for each --target: quantize, export, verify and measure on --data.
+    """Compress MODEL for each --target: run the --recipe's stages (prune, distill, qat), export,
+    verify and measure on --data.
 
-    With no MODEL and no --data, runs on the embedded demo ResNet-20 and 300 CIFAR-10 images.
+    Training stages learn on --train-data. With no MODEL and no --data, runs on the embedded
+    demo ResNet-20 and 300 CIFAR-10 images.
     """
     _run_pipeline(**options)
 
 
 def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_size, image_input, io_dtype,
                   min_agreement, arch,
-                  trust_checkpoint, limit, seed, threads, as_json, **preprocess):
+                  trust_checkpoint, limit, seed, threads, as_json, recipe=None, overrides=(), resume=False,
+                  **preprocess):
     import time
 
     from .data import open_dataset
     from .export import ExportConfig, parse_targets
     from .pipeline import CompressOptions, compress as run_compress
-    from .report import results_table
+    from .report import results_table, stages_table
     from .stages.calibrate import CalibrationConfig
 
-    target_list = parse_targets(targets)  # before any slow work: a typo fails at once
+    # Before any slow work: a typo in a recipe, an override or a target fails at once.
+    loaded_recipe = None
+    if recipe is not None:
+        from .recipes import load_recipe
+
+        loaded_recipe = load_recipe(recipe, overrides)
+    elif overrides:
+        raise EdgeResNetError("-o overrides a recipe setting, but no --recipe is given",
+                              "pass --recipe, e.g. --recipe qat-int8")
+    if not targets and loaded_recipe is not None:
+        targets = loaded_recipe.targets
+    target_list = parse_targets(targets)
+    if resume and out is None:
+        raise EdgeResNetError("--resume needs the --out of the interrupted run", "pass the same --out as before")
     with work_on_stderr():
         loaded, dataset = _model_and_data(model, data, arch, trust_checkpoint, preprocess)
         dataset = dataset.subset(limit, seed=seed)
@@ -224,14 +246,16 @@ def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_
             threads=threads,
         )
         out = out or Path("runs") / f"{loaded.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
-        report = run_compress(loaded, dataset, target_list, out, calibration_data=calibration_data,
-                              options=options, overwrite=overwrite, log=log)
+        report = run_compress(loaded, dataset, target_list, out, recipe=loaded_recipe, train_data=calibration_data,
+                              options=options, overwrite=overwrite, resume=resume, log=log)
     log(f"wrote {out}")
     if as_json:
         _print_json({"run": str(out), **report.model_dump()})
     else:
         from rich.console import Console
 
+        if report.stages and len(report.stages) > 1:
+            Console().print(stages_table(report.stages))
         Console().print(results_table(report))
 
 
@@ -505,6 +529,51 @@ def targets_command(as_json):
     else:
         for target in TARGETS.values():
             click.echo(f"{target.name:<14} {target.runtime:<8} {target.precision}")
+
+
+@main.group("recipes")
+def recipes_group():
+    """Compression recipes: which stages run, in which order, with which settings, for which targets."""
+
+
+@recipes_group.command("list")
+@json_option
+def recipes_list(as_json):
+    """The builtin recipes."""
+    from .recipes import builtin_recipes, load_recipe
+
+    recipes = [load_recipe(name) for name in builtin_recipes()]
+    if as_json:
+        _print_json([{"name": r.name, "stages": [s.name for s in r.stages], "targets": list(r.targets),
+                      "description": r.description} for r in recipes])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for column in ("name", "stages", "targets", "description"):
+        table.add_column(column)
+    for r in recipes:
+        table.add_row(r.name, " → ".join(s.name for s in r.stages) or "(export only)", ", ".join(r.targets),
+                      r.description)
+    # Four columns with prose: not squeezed into 80 when stdout is a file or a pipe.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+@recipes_group.command("show")
+@click.argument("recipe", metavar="NAME_OR_PATH")
+@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Change a setting, e.g. qat.epochs=2 or targets=[tflite-int8]; repeatable.")
+@json_option
+def recipes_show(recipe, overrides, as_json):
+    """A recipe with every setting resolved, defaults included: a builtin NAME or a .yaml file."""
+    from .recipes import load_recipe
+
+    resolved = load_recipe(recipe, overrides)
+    if as_json:
+        _print_json(resolved.to_dict())
+    else:
+        click.echo(resolved.to_yaml(), nl=False)
 
 
 if __name__ == "__main__":

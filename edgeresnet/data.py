@@ -406,12 +406,13 @@ def batches(
     if progress is None:
         yield from generate(lambda n: None)
         return
-    with _progress_bar() as bar:
+    with progress_bar() as bar:
         task = bar.add_task(progress, total=len(dataset))
         yield from generate(lambda n: bar.advance(task, n))
 
 
-def _progress_bar():
+def progress_bar(*columns):
+    """A rich progress bar on stderr; ``columns`` go between the count and the times."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -427,6 +428,7 @@ def _progress_bar():
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        *columns,
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),

@@ -21,6 +21,18 @@ from .preprocess import Preprocess
 
 
 @dataclass(frozen=True)
+class QatState:
+    """What quantization-aware training leaves: ``Model.module`` simulates one runtime's int8
+    arithmetic (its predictions are what that int8 artifact must reproduce). ``float_module``
+    is plain float layers for converters and float targets: for TFLite the QAT network
+    itself, batch norm folded; for schemes whose quantizers are not plain layers, the
+    network QAT started from."""
+
+    scheme: str  # "tflite", "openvino" or "coreml": the int8 arithmetic simulated
+    float_module: nn.Module
+
+
+@dataclass(frozen=True)
 class Model:
     module: nn.Module
     arch: str
@@ -31,6 +43,11 @@ class Model:
     source: str = "<module>"
     options: dict[str, Any] = field(default_factory=dict)
     plan: Any = None  # a pruned model's ChannelPlan: the widths cut from `arch`
+    qat: QatState | None = None  # set by the qat stage
+
+    def float_view(self) -> "Model":
+        """The model as plain float layers: itself, or a QAT model's folded float network."""
+        return self if self.qat is None else self.replace(module=self.qat.float_module, qat=None)
 
     def replace(self, **changes) -> "Model":
         return dataclasses.replace(self, **changes)
@@ -76,4 +93,5 @@ class Model:
             "options": self.options,
             "sha256": self.fingerprint(),
             **({"channel_plan": self.plan.model_dump(mode="json")} if self.plan is not None else {}),
+            **({"qat": self.qat.scheme} if self.qat is not None else {}),
         }

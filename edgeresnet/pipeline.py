@@ -1,13 +1,24 @@
-"""compress: load -> evaluate -> calibrate -> export (verified) -> measure -> report.
+"""compress: a recipe's stages in order, then export (verified), evaluation and the report.
 
-The pipeline only sequences stages and writes the run directory:
+    input ─▶ prune ─▶ distill ─▶ qat, once per int8 runtime asked for ─▶ export ─▶ evaluate, time ─▶ report
+
+The pipeline only sequences stages (edgeresnet/stages) and writes the run directory:
 
     RUN/
-      config.json            the resolved options of this run
+      recipe.yaml            the resolved recipe: every setting, defaults included
+      run.json               what the run was started with; --resume checks it
+      log.txt                what the run printed, with times
+      stages/NN-<stage>/     per stage: metrics.json, and model.safetensors or checkpoints/
+      stages.json, stages.png  accuracy, MACs and size per stage, and the plot of accuracy
       report.json            RunReport: accuracy, size and latency per target
       reference-predictions.npz  PyTorch FP32's top-1 per image of the data, for `bench`
       <target>/manifest.json  one directory per artifact
       <target>/<arch>-<target>.<ext>
+
+The run is written in a hidden `.RUN.partial` directory and renamed into place when it
+succeeds. Interrupted during a stage, that directory stays: rerun with ``resume=True`` and
+finished stages are loaded, a training stage continues from its last finished epoch, and
+the result is the same as an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -16,23 +27,28 @@ import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .data import ImageDataset, normalize, sample_pixels
+from .errors import EdgeResNetError
 from .evaluate import Accuracy, agreement, evaluate
 from .export import Artifact, ExportConfig, Target, export
 from .manifest import AccuracySpec, write_manifest
 from .model import Model
-from .report import ResultRow, RunReport
-from .rundir import staged_directory
+from .recipes import Recipe
+from .report import ResultRow, RunReport, plot_stages
+from .rundir import resumable_directory
 from .runner.bench import REFERENCE_NAME
 from .runner.host import host_info
 from .runner.runtimes import open_artifact
 from .runner.timing import measure_latency
+from .stage_runs import Source, StageRunner, run_identity
 from .stages.calibrate import CalibrationConfig, calibrate
 from .stages.load import check_labels
+from .stages.qat import TARGET_SCHEMES
 
 
 class CompressOptions(BaseModel):
@@ -51,62 +67,134 @@ def compress(
     targets: list[Target],
     out: Path,
     *,
-    calibration_data: ImageDataset | None = None,
+    recipe: Recipe | None = None,
+    train_data: ImageDataset | None = None,
     options: CompressOptions = CompressOptions(),
     overwrite: bool = False,
-    log=lambda message: None,
+    resume: bool = False,
+    log: Callable[[str], None] = lambda message: None,
 ) -> RunReport:
-    """Compress `model` to each target, evaluated on `data`; returns what report.json holds.
+    """Run ``recipe``'s stages on ``model`` and export the result to each target, evaluated on ``data``.
 
-    Calibration images come from `calibration_data` (e.g. the training set) when given,
-    else from `data`.
+    ``train_data`` feeds the training stages, pruning's importance and int8 calibration
+    (``data`` calibrates when it is absent and nothing trains). Returns what report.json holds.
     """
     check_labels(model.num_classes, data.classes)
     model = model.replace(labels=model.labels or data.classes)
+    plan = _check_plan(recipe, targets, train_data)  # a wrong combination fails before any work
+    calibration_config = plan.calibration or options.calibration
     seconds: dict[str, float] = {}
 
-    @contextmanager
-    def stage(name: str):
-        start = time.perf_counter()
-        yield
-        seconds[name] = round(time.perf_counter() - start, 3)
-        log(f"{name} done in {seconds[name]:.1f} s")
+    with resumable_directory(Path(out), overwrite=overwrite, resume=resume, keep=StageRunner.has_progress,
+                             log=log) as run:
+        log = _logging_to(run / "log.txt", log)
 
-    with staged_directory(Path(out), overwrite) as run:
+        @contextmanager
+        def stage(name: str):
+            start = time.perf_counter()
+            yield
+            seconds[name] = round(time.perf_counter() - start, 3)
+            log(f"{name} done in {seconds[name]:.1f} s")
+
+        identity = run_identity(model, data, train_data, recipe, targets, options)
+        runner = StageRunner(run, identity, data, options.threads, options.batch_size, log)
+        if recipe is not None:
+            (run / "recipe.yaml").write_text(recipe.to_yaml())
         (run / "config.json").write_text(
-            json.dumps({"targets": [t.name for t in targets], "options": options.model_dump()}, indent=2) + "\n"
-        )
+            json.dumps({"targets": [t.name for t in targets], "options": options.model_dump()}, indent=2) + "\n")
         spec = model.preprocess
         with stage("evaluate-fp32"):
-            baseline = evaluate(model.predictor(options.threads), data, spec, batch_size=options.batch_size,
-                                progress="PyTorch FP32")
+            baseline = runner.record_input(model)
         # Per-image FP32 predictions: `edgeresnet bench` measures agreement against them, on any device.
         fingerprint = data.fingerprint()  # hashes every sample name (and pixels of an .npz): once
         np.savez(run / REFERENCE_NAME, predictions=baseline.predictions, data=fingerprint)
+
+        current = model
+        for name, config in plan.stages:
+            with stage(name):
+                current = runner.run(name, config, current, teacher=model, train=train_data, schemes=plan.schemes)
+        sources = runner.sources(targets)  # which model each target is exported from
+
         calibration = None
         if any(t.needs_calibration for t in targets):
             with stage("calibrate"):
-                calibration = calibrate(model, calibration_data or data, options.calibration)
+                calibration = calibrate(model, train_data or data, calibration_config)
         with stage("export"):
             samples = sample_pixels(data, spec, min(options.export.verify_samples, len(data)), seed=1)
-            artifacts = export(model, targets, run, samples=samples,
-                               calibration=calibration.pixels if calibration else None,
-                               config=options.export, threads=options.threads)
+            artifacts = []
+            for source, group in _grouped(sources):
+                artifacts += export(source.model, group, run, samples=samples,
+                                    calibration=calibration.pixels if calibration else None,
+                                    config=options.export, threads=options.threads)
 
         rows = [_pytorch_row(model, baseline, normalize(samples[:1], spec), options)]
-        for artifact in artifacts:
+        for artifact in sorted(artifacts, key=lambda a: targets.index(a.target)):
             with stage(f"evaluate-{artifact.target.name}"):
-                rows.append(_artifact_row(artifact, data, fingerprint, spec, samples[:1], baseline, options))
+                rows.append(_artifact_row(artifact, data, fingerprint, spec, samples[:1], baseline,
+                                          sources[artifact.target], options))
 
+        records = runner.records
+        (run / "stages.json").write_text(json.dumps([r.model_dump() for r in records], indent=2) + "\n")
+        plot_stages(records, rows, run / "stages.png")
         report = RunReport(
             model=model.describe(),
             data={"name": Path(data.source).name, "source": data.source, "samples": len(data),
                   "fingerprint": fingerprint, "classes": list(data.classes)},
             calibration=calibration.describe() if calibration else None,
             results=rows, seconds=seconds, host=host_info(options.threads),
+            recipe=recipe.to_dict() if recipe is not None else None, stages=records,
         )
         (run / "report.json").write_text(report.model_dump_json(indent=2) + "\n")
     return report
+
+
+class _Plan(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    stages: list[tuple[str, BaseModel]]  # the training and pruning stages, in order
+    schemes: list[str]  # the int8 runtimes qat trains for
+    calibration: CalibrationConfig | None  # the ptq stage's settings
+
+
+def _check_plan(recipe: Recipe | None, targets: list[Target], train_data: ImageDataset | None) -> _Plan:
+    if recipe is None:
+        return _Plan(stages=[], schemes=[], calibration=None)
+    stages = [(s.name, s.config) for s in recipe.stages if s.name != "ptq"]
+    ptq = recipe.stage("ptq")
+    schemes: list[str] = []
+    qat = recipe.stage("qat")
+    if qat is not None:
+        wanted = [TARGET_SCHEMES[t.name] for t in targets if t.name in TARGET_SCHEMES]
+        if not wanted:
+            raise EdgeResNetError(f"recipe {recipe.name} trains for int8 (qat) but no int8 target is asked for",
+                                  "add an int8 --target such as tflite-int8, or use a recipe without qat")
+        scheme = qat.config.scheme
+        if scheme != "auto" and any(w != scheme for w in wanted):
+            other = next(t.name for t in targets if TARGET_SCHEMES.get(t.name, scheme) != scheme)
+            raise EdgeResNetError(f"recipe {recipe.name} trains qat for {scheme}'s int8 arithmetic, but {other} "
+                                  "needs its own", "set qat.scheme to auto (-o qat.scheme=auto) to train one per "
+                                  "int8 target, or drop that target")
+        schemes = list(dict.fromkeys(wanted))
+    trains = [name for name, _ in stages if name in ("distill", "qat")]
+    if trains and train_data is None:
+        raise EdgeResNetError(f"recipe {recipe.name} trains ({', '.join(trains)}) and needs training images",
+                              "pass --train-data with a labelled ImageFolder, .zip or .npz (not the evaluation data)")
+    return _Plan(stages=stages, schemes=schemes, calibration=ptq.config if ptq else None)
+
+
+def _grouped(sources: dict[Target, Source]) -> list[tuple[Source, list[Target]]]:
+    groups: dict[int, tuple] = {}
+    for target, source in sources.items():
+        groups.setdefault(id(source), (source, []))[1].append(target)
+    return list(groups.values())
+
+
+def _logging_to(path: Path, log: Callable[[str], None]) -> Callable[[str], None]:
+    def both(message: str) -> None:
+        log(message)
+        with open(path, "a") as file:
+            file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {message}\n")
+
+    return both
 
 
 def _accuracy_spec(accuracy: Accuracy, fingerprint: str) -> AccuracySpec:
@@ -124,7 +212,7 @@ def _pytorch_row(model: Model, baseline: Accuracy, one, options: CompressOptions
 
 
 def _artifact_row(artifact: Artifact, data: ImageDataset, fingerprint: str, spec, pixels, baseline: Accuracy,
-                  options) -> ResultRow:
+                  source: Source, options) -> ResultRow:
     """Evaluate and time one artifact; `pixels` is the image (uint8 NHWC RGB) it is timed on."""
     file = str(Path(artifact.target.name) / artifact.path.name)
     # The manifest learns what the artifact was measured to do; the runner checks against it later.
@@ -133,7 +221,8 @@ def _artifact_row(artifact: Artifact, data: ImageDataset, fingerprint: str, spec
         write_manifest(artifact.manifest.model_copy(update=update), artifact.directory)
         check = (artifact.manifest.validation or {}).get("runtime_check", "no runtime on this host")
         return ResultRow(target=artifact.target.name, file=file, size_bytes=artifact.manifest.size_bytes, top1=None,
-                         top5=None, delta_top1=None, agreement=None, latency=None, note=f"not run: {check}")
+                         top5=None, delta_top1=None, agreement=None, latency=None, note=f"not run: {check}",
+                         source=source.stage)
     runtime = open_artifact(artifact.path, options.threads, image_input=artifact.manifest.image_input)
     accuracy = evaluate(runtime, data, spec, batch_size=options.batch_size, progress=artifact.target.name,
                         layout=runtime.input_layout, normalized=not runtime.image_input)
@@ -145,4 +234,5 @@ def _artifact_row(artifact: Artifact, data: ImageDataset, fingerprint: str, spec
         target=artifact.target.name, file=file, size_bytes=artifact.manifest.size_bytes,
         top1=accuracy.top1, top5=accuracy.top5, delta_top1=round(accuracy.top1 - baseline.top1, 4),
         agreement=round(agreement(accuracy.predictions, baseline.predictions), 3), latency=latency.to_dict(),
+        source=source.stage, source_agreement=round(agreement(accuracy.predictions, source.predictions), 3),
     )

@@ -21,6 +21,22 @@ class ResultRow(BaseModel):
     agreement: float | None  # percent of top-1 predictions equal to PyTorch FP32's
     latency: dict[str, Any] | None  # runner.timing.Latency as a dict, batch 1
     note: str | None = None
+    source: str | None = None  # the stage whose model the file was exported from
+    source_agreement: float | None = None  # percent of top-1 predictions equal to that model's
+
+
+class StageRecord(BaseModel):
+    """One stage of a compress run, measured on the evaluation data (a QAT model simulated)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    stage: str  # "input", "prune", "distill", "qat-tflite", ...
+    top1: float
+    top5: float
+    macs: int
+    params: int
+    size_bytes: int  # float32 weights
+    seconds: float
+    epochs: list[dict[str, Any]] = []  # per training epoch: loss, train top-1, learning rate, seconds
 
 
 class RunReport(BaseModel):
@@ -32,24 +48,75 @@ class RunReport(BaseModel):
     results: list[ResultRow]
     seconds: dict[str, float]  # wall time per stage
     host: dict[str, Any]
+    recipe: dict[str, Any] | None = None  # the resolved recipe, when one ran
+    stages: list[StageRecord] = []
 
 
 def results_table(report: RunReport):
     from rich.table import Table
 
     table = Table(title=f"{report.model['arch']} on {report.data['samples']} images of {report.data['name']}")
-    for column in ("target", "size", "top-1", "delta", "agree", "p50 latency"):
-        table.add_column(column, justify="left" if column == "target" else "right")
+    # With stages, each file also agrees (or not) with the model it was exported from.
+    staged = any(row.source not in (None, "input") for row in report.results)
+    columns = ("target", "size", "top-1", "delta", "agree") + (("from", "agree w/ it") if staged else ())
+    for column in columns + ("p50 latency",):
+        table.add_column(column, justify="left" if column in ("target", "from") else "right")
     for row in report.results:
+        source = (row.source or "", f"{row.source_agreement:.2f}%" if row.source_agreement is not None else "")
         if row.top1 is None:
-            table.add_row(row.target, human_size(row.size_bytes), "", "", "", row.note or "not run")
+            table.add_row(row.target, human_size(row.size_bytes), "", "", "", *(source if staged else ()),
+                          row.note or "not run")
             continue
         delta = "" if row.target.startswith("pytorch") else f"{row.delta_top1:+.2f}"
         table.add_row(
             row.target, human_size(row.size_bytes), f"{row.top1:.2f}%", delta,
-            f"{row.agreement:.2f}%", f"{row.latency['p50_ms']:.3f} ms",
+            f"{row.agreement:.2f}%", *(source if staged else ()), f"{row.latency['p50_ms']:.3f} ms",
         )
     return table
+
+
+def stages_table(records: list[StageRecord]):
+    """Accuracy, MACs and size after each stage, for people."""
+    from rich.table import Table
+
+    table = Table(title="stages")
+    for column in ("stage", "top-1", "delta", "MACs", "params", "size", "time"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    first = records[0]
+    for record in records:
+        delta = "" if record is first else f"{record.top1 - first.top1:+.2f}"
+        table.add_row(record.stage, f"{record.top1:.2f}%", delta, f"{record.macs / 1e6:.1f} M",
+                      f"{record.params / 1e3:.0f} k", human_size(record.size_bytes), f"{record.seconds:.0f} s")
+    return table
+
+
+def plot_stages(records: list[StageRecord], rows: list[ResultRow], path) -> bool:
+    """Top-1 after each stage and of each exported file, as a PNG; False without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [row for row in rows if row.top1 is not None and row.file is not None]
+    names = [r.stage for r in records] + [row.target for row in measured]
+    values = [r.top1 for r in records] + [row.top1 for row in measured]
+    figure, axis = plt.subplots(figsize=(max(6, 0.9 * len(names)), 4))
+    colours = ["tab:blue"] * len(records) + ["tab:orange"] * len(measured)
+    bars = axis.bar(range(len(names)), values, color=colours)
+    axis.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=8)
+    axis.axhline(records[0].top1, color="grey", linestyle="--", linewidth=1, label="input FP32")
+    low = min(values)
+    axis.set_ylim(max(0, low - 5), min(100, max(values) + 2))
+    axis.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    axis.set_ylabel("top-1 (%)")
+    axis.set_title("accuracy per stage (blue) and per exported file (orange)")
+    axis.legend(loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
 
 
 def human_size(size: int) -> str:

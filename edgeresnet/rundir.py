@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from .errors import EdgeResNetError
 
@@ -38,6 +39,41 @@ def staged_directory(out: Path, overwrite: bool = False):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    _promote(staging, out)
+
+
+def partial_path(out: Path) -> Path:
+    """Where a resumable run of `out` keeps its work until it finishes."""
+    return out.resolve().parent / f".{out.name}.partial"
+
+
+@contextlib.contextmanager
+def resumable_directory(out: Path, *, overwrite: bool = False, resume: bool = False,
+                        keep: Callable[[Path], bool] = lambda staging: False, log=lambda message: None):
+    """Like staged_directory, but an interrupted run whose work `keep` says is worth keeping
+    stays in `.NAME.partial`, where `resume` continues it. Without `resume`, it starts over."""
+    staging = partial_path(out)
+    if resume and staging.is_dir():
+        log(f"resuming the interrupted run in {staging}")
+    else:
+        if staging.is_dir():
+            log(f"starting over: the interrupted run in {staging} is discarded (pass --resume to continue it)")
+        check_output_dir(out, overwrite)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        if keep(staging):
+            log(f"the work so far is kept in {staging}: rerun the same command with --resume to continue")
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _promote(staging, out)
+
+
+def _promote(staging: Path, out: Path) -> None:
+    """Rename the finished run into place, replacing an earlier run at `out` (--overwrite)."""
     if out.exists():
         retired = out.resolve().parent / f".{out.name}.old-{os.getpid()}"
         out.rename(retired)

@@ -43,7 +43,8 @@ def test_demo_runs_with_no_model_and_no_data(tmp_path):
     assert manifest.fidelity.agreement >= 98
     assert json.loads((out / "config.json").read_text())["targets"] == ["tflite-int8", "openvino-int8"]
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.json", "openvino-int8", "reference-predictions.npz", "report.json", "tflite-int8"]
+        "config.json", "log.txt", "openvino-int8", "reference-predictions.npz", "report.json", "run.json",
+        "stages.json", "stages.png", "tflite-int8"]
     ir = read_manifest(out / "openvino-int8")
     assert sorted(ir.files) == ["resnet20-openvino-int8.bin", "resnet20-openvino-int8.xml"]
     assert ir.size_bytes == sum((out / "openvino-int8" / name).stat().st_size for name in ir.files)
@@ -106,7 +107,7 @@ def test_resnet20_int8_on_the_full_test_set_is_within_half_a_point(shared, tmp_p
     model = edgeresnet.load_model(shared / "models/cifar/resnet20_cifar10jpeg.pt")
     data = open_dataset(shared / "datasets/cifar10-jpeg/test.zip")
     train = open_dataset(shared / "datasets/cifar10-jpeg/train.zip")
-    report = edgeresnet.compress(model, data, parse_targets(["tflite-int8"]), tmp_path / "run", calibration_data=train)
+    report = edgeresnet.compress(model, data, parse_targets(["tflite-int8"]), tmp_path / "run", train_data=train)
     fp32, int8 = report.results
     assert fp32.top1 == pytest.approx(88.59, abs=0.05)
     assert abs(int8.top1 - fp32.top1) <= 0.5, (int8.top1, fp32.top1)

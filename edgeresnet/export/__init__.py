@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..data import normalize
-from ..errors import ConversionError
+from ..errors import ConversionError, TargetError
 from ..manifest import Fidelity, Manifest, TensorSpec, artifact_sha256, file_hashes, tool_versions, write_manifest
 from ..model import Model
 from ..runner.runtimes import open_artifact
@@ -39,6 +39,9 @@ TOOLS = {
 }
 
 __all__ = ["Artifact", "ExportConfig", "TARGETS", "Target", "export", "parse_targets"]
+
+# The int8 target whose arithmetic each quantization-aware training scheme simulates.
+QAT_TARGETS = {"tflite": "tflite-int8", "openvino": "openvino-int8", "coreml": "coreml-w8a8"}
 
 
 class ExportConfig(BaseModel):
@@ -93,15 +96,19 @@ def export(
     """
     work = out_dir / ".work"
     tensors = normalize(samples, model.preprocess)
-    logits = model.predictor()(tensors)  # the reference every file is checked against
+    references = {target: reference_model(model, target) for target in targets}
+    # What every file is checked against: the QAT model's own predictions for the int8 file it
+    # was trained for, the float network's for every other file.
+    answers = {id(m): m.predictor()(tensors) for m in references.values()}
+    logits = {target: answers[id(m)] for target, m in references.items()}
     paths, simulated = _convert(model, targets, out_dir, work, tensors, logits, calibration, config)
     source = model.describe()  # hashes every weight: once, not once per target
     artifacts = []
     for target, path in paths.items():
         image_input = config.image_input and target.runtime != "onnx"
         files = file_hashes(path)
-        inputs, outputs, fidelity, validation = _verify(target, path, model, samples, tensors, logits, image_input,
-                                                        threads, config.min_agreement)
+        inputs, outputs, fidelity, validation = _verify(target, path, references[target], samples, tensors,
+                                                        logits[target], image_input, threads, config.min_agreement)
         if target in simulated:
             validation["simulated_fidelity"] = simulated[target].model_dump()
         manifest = Manifest(
@@ -119,13 +126,30 @@ def export(
     return artifacts
 
 
+def reference_model(model: Model, target: Target) -> Model:
+    """The model an artifact of ``target`` must reproduce."""
+    if model.qat is None or _trained_for(model, target):
+        return model
+    if target.needs_calibration:
+        raise TargetError(
+            f"this model was trained for {QAT_TARGETS[model.qat.scheme]}'s int8 arithmetic, not {target.name}'s",
+            f"train it for {target.name} (qat scheme {target.runtime}), or export {target.name} from the model before QAT")
+    return model.float_view()
+
+
+def _trained_for(model: Model, target: Target) -> bool:
+    """Whether ``model`` is a QAT model of ``target``'s int8 arithmetic."""
+    return model.qat is not None and QAT_TARGETS[model.qat.scheme] == target.name
+
+
 def _convert(model: Model, targets: list[Target], out_dir: Path, work: Path, tensors: np.ndarray,
-             logits: np.ndarray, calibration: np.ndarray | None, config: ExportConfig):
+             logits: dict[Target, np.ndarray], calibration: np.ndarray | None, config: ExportConfig):
     """Write every target's file; returns {target: path} and, for coreml-w8a8, its simulated fidelity."""
     spec = model.preprocess
-    # Every converter but coremltools reads ONNX; a CoreML-only export needs none.
-    if any(target.runtime != "coreml" for target in targets):
-        onnx_path = export_onnx(model, work / "model.onnx")
+    # Every converter but coremltools reads ONNX, except OpenVINO's for a model trained for it.
+    if any(target.runtime == "onnx" or target.runtime == "tflite"
+           or (target.runtime == "openvino" and not _trained_for(model, target)) for target in targets):
+        onnx_path = export_onnx(model.float_view(), work / "model.onnx")
     # NNCF and coremltools calibrate on normalised tensors; TFLite's worker takes the pixels.
     normalized = None if calibration is None else normalize(calibration, spec)
     paths, simulated = {}, {}
@@ -136,15 +160,16 @@ def _convert(model: Model, targets: list[Target], out_dir: Path, work: Path, ten
         if target.runtime == "onnx":
             shutil.copy(onnx_path, path)
         elif target.runtime == "openvino":
-            export_openvino(onnx_path, path, target.precision, calibration=normalized,
-                            preprocess=spec if config.image_input else None, labels=model.labels)
+            export_openvino(model.module if _trained_for(model, target) else onnx_path, path, target.precision,
+                            calibration=normalized, preprocess=spec if config.image_input else None,
+                            labels=model.labels, input_shape=model.input_shape)
         elif target.runtime == "coreml":
             converted = model
-            if target.precision == "w8a8":
+            if target.precision == "w8a8" and not _trained_for(model, target):
                 converted = quantize_w8a8(model, normalized)
                 # The package cannot run on Linux; the fake-quantized module it was converted
                 # from can, and must already pass the int8 bar.
-                simulated[target] = check_fidelity(logits, converted.predictor()(tensors), target.precision,
+                simulated[target] = check_fidelity(logits[target], converted.predictor()(tensors), target.precision,
                                                    name=f"{path.name} (simulated in PyTorch)",
                                                    minimum=config.min_agreement)
             export_coreml(converted, path, target.precision, image_input=config.image_input)
@@ -152,8 +177,22 @@ def _convert(model: Model, targets: list[Target], out_dir: Path, work: Path, ten
     if tflite:  # one onnx2tf run and one TensorFlow start-up for every precision
         export_tflite(onnx_path, tflite, workdir=work / "tflite", samples=tensors, calibration=calibration,
                       preprocess=spec, image_input=config.image_input, io_dtypes=config.tflite_io,
-                      description=_tflite_description(model, config.image_input))
+                      description=_tflite_description(model, config.image_input),
+                      qat=_tflite_ranges(model, calibration) if "int8" in tflite else None)
     return paths, simulated
+
+
+def _tflite_ranges(model: Model, calibration: np.ndarray | None) -> dict | None:
+    """For a model trained for TFLite int8: its learned ranges, and how the converter's graph shows each point."""
+    if model.qat is None or model.qat.scheme != "tflite" or calibration is None:
+        return None
+    import torch
+
+    from ..quantization.tflite import ranges, signatures
+
+    images = calibration[:4]
+    return {"ranges": ranges(model.module), "images": images,
+            "signatures": signatures(model.module, torch.from_numpy(normalize(images, model.preprocess)))}
 
 
 def _verify(target: Target, path: Path, model: Model, samples: np.ndarray, tensors: np.ndarray, logits: np.ndarray,

@@ -1,4 +1,5 @@
-"""ONNX -> OpenVINO IR (.xml + .bin) in fp32, fp16 or int8 (NNCF post-training quantization).
+"""ONNX -> OpenVINO IR (.xml + .bin) in fp32, fp16 or int8 (NNCF post-training quantization);
+a model trained for OpenVINO int8 (the qat stage) -> an int8 IR with its learned ranges.
 
 OpenVINO compresses weights to fp16 on save unless told not to; fp32 and int8 files are
 saved with `compress_to_fp16=False` so that they hold what their name says. int8 is
@@ -13,13 +14,19 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..data import channel_indices
 from ..errors import ConversionError, EdgeResNetError, first_line, require
 from ..preprocess import Preprocess
+from .onnx import INPUT_NAME, OUTPUT_NAME
+
+if TYPE_CHECKING:
+    from torch.nn import Module as torch_module
 
 
 @contextlib.contextmanager
@@ -41,16 +48,20 @@ def telemetry_declined():
 
 
 def export_openvino(
-    onnx_path: Path,
+    source: Path | torch_module,
     output: Path,
     precision: str,
     *,
     calibration: np.ndarray | None = None,
     preprocess: Preprocess | None = None,
     labels: tuple[str, ...] | None = None,
+    input_shape: tuple[int, ...] | None = None,
 ) -> Path:
     """Write `output` (.xml, with its .bin beside it). `calibration` is NCHW float32, normalised.
 
+    `source` is an ONNX file, or a PyTorch module trained for OpenVINO's int8 arithmetic
+    (quantization-aware): its fake quantization becomes the IR's FakeQuantize operations,
+    with the learned ranges, and no calibration happens (`input_shape` traces it).
     With `preprocess`, the IR takes a uint8 NHWC RGB image and returns probabilities
     (see image_classifier). `labels` go into the IR's rt_info, where OpenVINO's Model API
     looks for them.
@@ -60,9 +71,12 @@ def export_openvino(
         import openvino as ov
 
         try:
-            model = ov.convert_model(str(onnx_path))
-            if precision == "int8":
-                model = _quantize(model, calibration)
+            if isinstance(source, Path):
+                model = ov.convert_model(str(source))
+                if precision == "int8":
+                    model = _quantize(model, calibration)
+            else:
+                model = _convert_trained(source, input_shape)
             if preprocess is not None:
                 # After quantization, so that NNCF calibrates the same graph in both cases.
                 model = image_classifier(model, preprocess)
@@ -76,6 +90,19 @@ def export_openvino(
         except Exception as exc:  # the converter's own reason names the failing node
             raise ConversionError(f"OpenVINO {precision} conversion failed: {first_line(str(exc)) or type(exc).__name__}") from exc
     return output
+
+
+def _convert_trained(module, input_shape):
+    import openvino as ov
+    import torch
+
+    with warnings.catch_warnings():  # the tracer's check warns that fake quantization is "not deterministic"
+        warnings.simplefilter("ignore")
+        model = ov.convert_model(module.eval(), example_input=torch.zeros(input_shape), input=[tuple(input_shape)])
+    # The names the ONNX path gives, so that every OpenVINO file of a model reads the same.
+    model.input(0).set_names({INPUT_NAME})
+    model.output(0).set_names({OUTPUT_NAME})
+    return model
 
 
 def image_classifier(model, preprocess: Preprocess):

@@ -30,6 +30,7 @@ def export_tflite(
     image_input: bool = False,
     io_dtypes: tuple[str, str] = ("int8", "int8"),
     description: dict,
+    qat: dict | None = None,
 ) -> dict[str, Path]:
     """Convert `onnx_path` to one file per precision ("fp32", "fp16", "int8") in `outputs`.
 
@@ -37,7 +38,9 @@ def export_tflite(
     download to check its layers; `calibration` (uint8 NHWC RGB pixels, int8 only) sets
     the activation ranges. `image_input` puts `preprocess` and a softmax into the file;
     `io_dtypes` are an int8 file's (input, output) types; `description` becomes its
-    TFLite metadata (tflite_metadata.add_metadata's arguments).
+    TFLite metadata (tflite_metadata.add_metadata's arguments). `qat` (a model trained
+    for TFLite int8: {"ranges", "signatures", "images"}) replaces the int8 file's calibrated
+    activation ranges with the learned ones (see tflite_ranges).
     """
     require(("tensorflow", "onnx2tf", "onnx"), "TFLite export", "tflite")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -60,6 +63,10 @@ def export_tflite(
         calibration_path = workdir / "calibration.npy"
         np.save(calibration_path, calibration)
         job["calibration"] = str(calibration_path.resolve())
+    if qat is not None and "int8" in outputs:
+        images_path = workdir / "qat_images.npy"
+        np.save(images_path, qat["images"])
+        job["qat"] = {"ranges": qat["ranges"], "signatures": qat["signatures"], "images": str(images_path.resolve())}
     job_path = workdir / "job.json"
     job_path.write_text(json.dumps(job, indent=2))
 

@@ -73,7 +73,25 @@ def convert_to_tflite(saved_model: Path, precision: str, job: dict) -> bytes:
         dtypes = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
         converter.inference_input_type = dtypes[job["io_dtypes"][0]]
         converter.inference_output_type = dtypes[job["io_dtypes"][1]]
+        if job.get("qat"):
+            return quantize_with_learned_ranges(converter, job, dtypes)
     return converter.convert()
+
+
+def quantize_with_learned_ranges(converter, job: dict, dtypes: dict) -> bytes:
+    """Calibrate as usual, replace the ranges at the QAT model's points with its own, then quantize."""
+    import numpy as np
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    from edgeresnet.export.tflite_ranges import apply_ranges
+
+    qat = job["qat"]
+    converter._experimental_calibrate_only = True  # the float graph with the calibrated ranges on its tensors
+    calibrated = converter.convert()
+    images = graph_inputs(np.load(qat["images"]), job)
+    edited = apply_ranges(calibrated, qat["ranges"], qat["signatures"], images)
+    return mlir_quantize(edited, input_data_type=dtypes[job["io_dtypes"][0]],
+                         output_data_type=dtypes[job["io_dtypes"][1]])
 
 
 def image_classifier(saved_model: Path, preprocess: dict, *, float_input: bool):
@@ -102,14 +120,22 @@ def image_classifier(saved_model: Path, preprocess: dict, *, float_input: bool):
     return classify.get_concrete_function(), loaded
 
 
+def graph_inputs(pixels, job: dict):
+    """uint8 NHWC RGB pixels as the graph being quantized takes them (NHWC float32)."""
+    import numpy as np
+
+    if not job["image_input"]:
+        return np.ascontiguousarray(normalize(pixels, Preprocess(**job["preprocess"])).transpose(0, 2, 3, 1))
+    return pixels.astype(np.float32)
+
+
 def calibration_inputs(job: dict):
     """The calibration pixels as the graph being quantized takes them (NHWC float32)."""
     import numpy as np
 
-    pixels = np.load(job["calibration"])  # uint8 NHWC RGB
+    images = graph_inputs(np.load(job["calibration"]), job)
     if not job["image_input"]:
-        return np.ascontiguousarray(normalize(pixels, Preprocess(**job["preprocess"])).transpose(0, 2, 3, 1))
-    images = pixels.astype(np.float32)
+        return images
     # The converter maps the calibrated input range onto uint8: anchoring it at exactly 0
     # and 255 makes that map the identity (scale 1, zero point 0), so an app feeds its
     # pixels unchanged. Two pixels of one image, and only when no image reaches the ends.
