@@ -269,3 +269,15 @@ def test_a_resumed_run_ends_bit_identical(student, teacher, data, tmp_path):
 
     with pytest.raises(EdgeResNetError, match="different settings"):
         _run(student, teacher, data, tmp_path / "a", config=RESUME.model_copy(update={"lr": 0.01}))
+
+
+def test_bf16_training_runs_in_bfloat16_and_resumes_bit_identical(student, teacher, data, tmp_path):
+    config = RESUME.model_copy(update={"precision": "bf16"})
+    straight, history = _run(student, teacher, data, tmp_path / "a", config=config)
+    fp32, fp32_history = _run(student, teacher, data, tmp_path / "c")
+    assert [r.loss for r in history] != [r.loss for r in fp32_history]  # autocast is in effect
+    with pytest.raises(Stop):
+        _run(student, teacher, data, tmp_path / "b", config=config, stop_at=5)
+    resumed, _ = _run(student, teacher, data, tmp_path / "b", config=config)
+    _assert_same(straight, resumed)
+    assert all(value.dtype != torch.bfloat16 for value in straight.values())  # weights stay float32

@@ -22,3 +22,8 @@ class TrainConfig(BaseModel):
     augment: Literal["auto", "crop-flip", "resize-crop-flip", "none"] = "auto"
     limit: int | None = Field(default=None, ge=1)  # train on a seeded subset of this many images
     seed: int = 0
+    # bf16: forward passes under bfloat16 autocast (weights, optimiser and batch-norm statistics
+    # stay float32). On CPUs with AMX or AVX512-BF16 a distillation step of a pruned ResNet-56
+    # took 0.36 s instead of 0.63 s. For qat it makes training's simulation of int8 inexact
+    # (evaluation and export stay float32).
+    precision: Literal["fp32", "bf16"] = "fp32"

@@ -111,7 +111,8 @@ def _epoch(module, batches, config, loss_fn, optimizer, epoch, total, on_step, a
         lr = learning_rate(config, step, steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, logits = loss_fn(module, inputs, labels)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+            loss, logits = loss_fn(module, inputs, labels)
         value = loss.item()
         if not math.isfinite(value):
             raise EdgeResNetError(

@@ -25,6 +25,7 @@ def kd_loss(
     The T^2 keeps the soft term's gradients the same size whatever the temperature (they
     shrink as 1/T^2 otherwise), so alpha weighs the two terms alike at every T.
     """
+    student_logits, teacher_logits = student_logits.float(), teacher_logits.float()  # bf16 training
     soft = F.kl_div(
         F.log_softmax(student_logits / temperature, dim=1),
         F.log_softmax(teacher_logits / temperature, dim=1),
