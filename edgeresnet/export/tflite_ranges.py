@@ -35,7 +35,7 @@ def apply_ranges(calibrated: bytes, learned: dict, signatures: dict, images: np.
     means = _channel_means(calibrated, images)
     assigned: dict[int, str] = {}
     for name, signature in signatures.items():
-        tensors = _matching_tensors(graph, means, signature)
+        tensors = _matching_tensors(means, signature)
         if not tensors:
             raise UnmatchedPoint(f"no tensor of the converted graph carries the QAT point {name!r}")
         for index in tensors:
@@ -78,7 +78,7 @@ def _channel_means(calibrated: bytes, images: np.ndarray) -> dict[int, tuple[int
     return {index: (sizes[index], np.stack(rows)) for index, rows in means.items() if len(rows) == len(images)}
 
 
-def _matching_tensors(graph, means: dict[int, tuple[int, np.ndarray]], signature: dict) -> list[int]:
+def _matching_tensors(means: dict[int, tuple[int, np.ndarray]], signature: dict) -> list[int]:
     """The tensors with the point's values per channel (a stage's last output and the pool
     after it share their channel means) and its channel means."""
     reference = np.asarray(signature["channel_means"], dtype=np.float64)
