@@ -70,7 +70,8 @@ def main() -> None:
                 f"{len(test)} test images",
         "model": args.model, "test_images": len(test), "runs": runs, "host": report.host,
     }
-    out = HERE / "results" / f"qat-{args.model}-{args.recipe}.json"
+    only = "" if args.targets == ",".join(TARGETS) else "-" + args.targets.replace(",", "-")
+    out = HERE / "results" / f"qat-{args.model}-{args.recipe}{only}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({name: [(r["target"], r["top1"], r["source_agreement"]) for r in run["results"]]
                       for name, run in runs.items()}, indent=1))

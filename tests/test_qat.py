@@ -132,3 +132,35 @@ def test_coreml_qat_converts_to_a_w8a8_package(tmp_path):
                         calibration=pixels)
     assert {"quantize", "dequantize"} <= set(package.manifest.validation["op_types"])
     assert package.manifest.source_model["qat"] == "coreml"
+
+
+def test_openvino_qat_ends_with_weights_on_their_grid(tmp_path):
+    """NNCF's forward and OpenVINO's converter round a weight at a tie differently; on the grid
+    they agree. Moving the weights there must not change a single output."""
+    from nncf.torch.quantization.layers import BaseQuantizer
+
+    from edgeresnet.quantization import openvino as nncf_scheme
+
+    model = _trained_resnet8()
+    images = torch.randn(16, 3, 32, 32)
+    module = nncf_scheme.prepare_for_training(model.module, images)
+    weights_before = {name: p.detach().clone() for name, p in module.named_parameters()
+                      if p.dim() > 1 and "nncf" not in name}  # not the quantizers' scales
+    with torch.no_grad():
+        before = module(images)
+    nncf_scheme._weights_on_their_grid(module)
+    with torch.no_grad():
+        assert torch.equal(module(images), before)
+    moved = [name for name, p in module.named_parameters() if name in weights_before
+             and not torch.equal(p, weights_before[name])]
+    assert len(moved) == len(weights_before)  # every conv and the head
+    # Quantizing a weight on the grid gives it back unchanged.
+    parameters = {id(p): p for p in module.parameters()}
+    checked = []
+    for quantizer in (m for m in module.modules() if isinstance(m, BaseQuantizer)):
+        quantizer.register_forward_hook(
+            lambda q, inputs, output: checked.append(torch.equal(inputs[0], output)) if id(inputs[0]) in parameters
+            else None)
+    with torch.no_grad():
+        module(images[:1])
+    assert checked and all(checked)

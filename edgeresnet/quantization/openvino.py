@@ -5,6 +5,13 @@ scheme (symmetric per-channel int8 weights, per-tensor int8 activations) and cal
 them on the images; the result trains like any module, and ``openvino.convert_model``
 turns its quantizers, with the ranges they learned, into the IR's FakeQuantize operations.
 Batch norm stays a separate layer in PyTorch (OpenVINO folds it when it compiles).
+
+At the end the trained weights are replaced by their quantized values. NNCF's forward
+rounds ``(w - low) / scale`` while OpenVINO's converter rounds ``(w - low) / range * 255``:
+the two disagree on weights that lie within a float rounding of a tie, and one such weight
+shifts a whole layer of every image. On the grid both roundings are exact. On the fine-tuned
+ResNet-20 this raised the IR's agreement with the NNCF model, FakeQuantize evaluated as its
+formula, from 99.39% to 99.80% of the 10,000 test images.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import copy
 import warnings
 
+import torch
 from torch import Tensor, nn
 
 
@@ -40,4 +48,32 @@ def _evaluate_mode(layer: nn.Module, args) -> None:
 
 def finish(module: nn.Module, like: nn.Module) -> tuple[nn.Module, nn.Module]:
     """(the trained NNCF module, the float network QAT started from: NNCF's weights are not plain layers)."""
-    return module.eval(), like
+    return _weights_on_their_grid(module.eval()), like
+
+
+def _weights_on_their_grid(module: nn.Module) -> nn.Module:
+    """``module`` with every weight replaced by what its quantizer makes of it (a no-op in the forward)."""
+    from nncf.torch.quantization.layers import BaseQuantizer
+
+    parameters = {id(p) for p in module.parameters()}
+    quantized: list[tuple[Tensor, Tensor]] = []
+
+    def record(quantizer, inputs, output) -> None:
+        if id(inputs[0]) in parameters:  # a weight quantizer: activations are not parameters
+            quantized.append((inputs[0], output))
+
+    hooks = [layer.register_forward_hook(record) for layer in module.modules() if isinstance(layer, BaseQuantizer)]
+    try:
+        with torch.no_grad():
+            # Weight quantizers ignore the image: the smallest input every ResNet stem takes.
+            module(torch.zeros(1, _input_channels(module), 32, 32))
+            for weight, grid in quantized:
+                weight.copy_(grid)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return module
+
+
+def _input_channels(module: nn.Module) -> int:
+    return next(layer.in_channels for layer in module.modules() if isinstance(layer, nn.Conv2d))
