@@ -10,7 +10,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[tflite,openvino,coreml,report,dev]"
 	touch $@
 
-.PHONY: install demo test
+.PHONY: install demo test fuzz
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
@@ -18,3 +18,7 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
+
+# The recipe and manifest readers against 10,000 generated inputs each (a few minutes).
+fuzz: $(BIN)/.installed
+	EDGERESNET_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q -m fuzz -p no:cacheprovider

@@ -7,6 +7,7 @@ stderr. Every error caused by the user's input is one line on stderr and exit co
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import sys
 from pathlib import Path
@@ -71,6 +72,13 @@ class Group(click.Group):
                 return
             hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
             fail(f"{error.format_message()}{hint}")
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # The run was staged in a hidden folder, removed on the way out: nothing half-written remains.
+            where = f" while writing {error.filename}" if error.filename else ""
+            fail(f"no space left on the disk{where}; free some space or choose an --out on another disk, "
+                 "then run the command again")
         except click.exceptions.Abort:
             fail("interrupted", code=130)
         except KeyboardInterrupt:

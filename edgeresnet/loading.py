@@ -158,6 +158,7 @@ def _looks_like(head: bytes) -> str:
 
 
 def _torch_load(path: Path, trust: bool) -> Any:
+    _check_zip_crc(path)
     try:
         with warnings.catch_warnings():
             # torch warns about pickle protocols just before it refuses a raw pickle;
@@ -179,6 +180,21 @@ def _torch_load(path: Path, trust: bool) -> Any:
             f"cannot read {path}: the file is truncated or corrupt ({_first_line(error)})",
             hint="save or download it again",
         ) from None
+
+
+def _check_zip_crc(path: Path) -> None:
+    """torch.load does not check the CRC32 that torch.save writes for every record, so a
+    checkpoint with damaged tensor bytes loads with wrong weights, silently. Check it here."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except zipfile.BadZipFile:
+        return  # not a zip (a legacy pickle), or a broken one: torch.load names the damage
+    except (OSError, EOFError, zipfile.LargeZipFile, ValueError) as error:
+        damaged = f"{type(error).__name__}: {error}"
+    if damaged is not None:
+        raise CheckpointError(f"cannot read {path}: the file is truncated or corrupt (record {damaged} fails "
+                              "its checksum)", hint="save or download it again")
 
 
 def _refused_object(error: Exception) -> str:

@@ -22,7 +22,11 @@ def check_output_dir(out: Path, overwrite: bool) -> None:
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise EdgeResNetError(f"--out {out} already holds files", "choose another --out, or pass --overwrite to replace it")
     parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file where a folder should be, a read-only mount, no permission
+        raise EdgeResNetError(f"cannot create the folder of --out {out}: {error.strerror}",
+                              "choose an --out in a writable directory") from None
     if not os.access(parent, os.W_OK):
         raise EdgeResNetError(f"cannot write to {parent}", "choose an --out in a writable directory")
 

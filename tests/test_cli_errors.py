@@ -1,11 +1,14 @@
-"""Bad input: one clear line on stderr, exit code 2, no traceback, no run directory."""
+"""Bad input through the real console script: one clear line on stderr, exit code 2, no traceback.
+
+The catalogue of bad inputs (tests/bad_inputs.py, 30+ cases) runs in-process in
+test_bad_inputs.py; these few check the same contract at the process boundary.
+"""
 
 from __future__ import annotations
 
 import pickle
 
 import pytest
-import torch
 
 from helpers import error_line, make_image_folder, run_cli
 
@@ -33,65 +36,6 @@ def _fails(tmp_path, *args, expect: str):
 
 def test_missing_model_file(tmp_path, images):
     _fails(tmp_path, "compress", tmp_path / "nope.pt", "--data", images, "--target", "tflite-int8", expect="not found")
-
-
-def test_file_that_is_not_a_checkpoint(tmp_path, images):
-    bogus = tmp_path / "model.pt"
-    bogus.write_text("this is not a checkpoint\n")
-    _fails(tmp_path, "compress", bogus, "--data", images, "--target", "tflite-int8", expect="model.pt")
-
-
-def test_state_dict_of_a_network_that_is_not_a_resnet(tmp_path, images):
-    mlp = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
-    path = tmp_path / "mlp.pt"
-    torch.save(mlp.state_dict(), path)
-    _fails(tmp_path, "compress", path, "--data", images, "--target", "tflite-int8", expect="not a resnet")
-
-
-def test_wrong_arch(tmp_path, images, demo_weights):
-    line = _fails(tmp_path, "compress", demo_weights, "--arch", "resnet56", "--data", images, "--target", "tflite-int8",
-                  expect="resnet56")
-    assert "missing" in line or "unexpected" in line
-
-
-def test_unknown_arch_suggests(tmp_path, demo_weights):
-    _fails(tmp_path, "inspect", demo_weights, "--arch", "resnet21", expect="resnet20")
-
-
-def test_pickle_that_needs_trust(tmp_path, images):
-    path = tmp_path / "full.pt"
-    from edgeresnet.models import create
-
-    torch.save(create("resnet8"), path)  # a whole pickled module, not a state dict
-    _fails(tmp_path, "compress", path, "--data", images, "--target", "tflite-int8", expect="--trust-checkpoint")
-
-
-def test_empty_data_folder(tmp_path, demo_weights):
-    (tmp_path / "empty").mkdir()
-    _fails(tmp_path, "compress", demo_weights, "--data", tmp_path / "empty", "--target", "tflite-int8", expect="empty")
-
-
-def test_unlabelled_data_folder(tmp_path, demo_weights):
-    folder = make_image_folder(tmp_path / "flat", classes=["x"], per_class=3)
-    for image in (folder / "x").iterdir():
-        image.rename(folder / image.name)
-    (folder / "x").rmdir()
-    _fails(tmp_path, "compress", demo_weights, "--data", folder, "--target", "tflite-int8", expect="no class folders")
-
-
-def test_unreadable_image(tmp_path, demo_weights):
-    folder = make_image_folder(tmp_path / "bad", classes=[f"c{i}" for i in range(10)], per_class=1)
-    (folder / "c3" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    _fails(tmp_path, "compress", demo_weights, "--data", folder, "--target", "tflite-int8", expect="broken.jpg")
-
-
-def test_wrong_number_of_classes(tmp_path, demo_weights):
-    folder = make_image_folder(tmp_path / "three", classes=["a", "b", "c"], per_class=1)
-    _fails(tmp_path, "compress", demo_weights, "--data", folder, "--target", "tflite-int8", expect="10 outputs")
-
-
-def test_unknown_target(tmp_path, images, demo_weights):
-    _fails(tmp_path, "compress", demo_weights, "--data", images, "--target", "tflite-int9", expect="tflite-int8")
 
 
 def test_unknown_flag_is_one_line(tmp_path):

@@ -146,3 +146,19 @@ def test_a_layer_no_converter_takes_fails_with_its_name(tmp_path):
         with pytest.raises(EdgeResNetError, match=names):
             edgeresnet.compress(model, data, parse_targets([target]), tmp_path / target)
         assert not (tmp_path / target).exists()
+
+
+def test_export_runs_pytorch_once_for_all_targets_of_one_model(tmp_path, monkeypatch):
+    """The reference logits every file is verified against: one PyTorch pass, however many targets."""
+    from edgeresnet.data import sample_pixels
+    from edgeresnet.export import export
+    from edgeresnet.model import Model
+
+    data = open_dataset(make_image_folder(tmp_path / "images", classes=("a", "b"), per_class=2))
+    model = edgeresnet.load_model(edgeresnet.models.create("resnet8", num_classes=2).eval())
+    calls = []
+    predictor = Model.predictor
+    monkeypatch.setattr(Model, "predictor", lambda self, *a, **k: calls.append(self) or predictor(self, *a, **k))
+    export(model, parse_targets(["onnx,openvino-fp32,openvino-fp16"]), tmp_path / "run",
+           samples=sample_pixels(data, model.preprocess, 4))
+    assert len(calls) == 1

@@ -99,7 +99,10 @@ def export(
     references = {target: reference_model(model, target) for target in targets}
     # What every file is checked against: the QAT model's own predictions for the int8 file it
     # was trained for, the float network's for every other file.
-    answers = {id(m): m.predictor()(tensors) for m in references.values()}
+    answers: dict[int, np.ndarray] = {}
+    for reference in references.values():  # one PyTorch pass per distinct model, not per target
+        if id(reference) not in answers:
+            answers[id(reference)] = reference.predictor()(tensors)
     logits = {target: answers[id(m)] for target, m in references.items()}
     paths, simulated = _convert(model, targets, out_dir, work, tensors, logits, calibration, config)
     source = model.describe()  # hashes every weight: once, not once per target

@@ -1,0 +1,89 @@
+"""Renders benchmarks/results/*.json into the tables of benchmarks/README.md.
+
+Each table sits between `<!-- table:NAME -->` and `<!-- /table:NAME -->`; everything else
+in the README is prose and stays as written. Numbers come only from the JSON files.
+
+    .venv/bin/python benchmarks/tables.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def targets_vs_raw(model: str) -> str:
+    data = json.loads((RESULTS / f"targets-vs-raw-{model}.json").read_text())
+    lines = ["| pipeline | target | top-1 | delta | agrees with FP32 | size KB | p50 / p99 ms, 1 thread "
+             "| p50 / p99 ms, 2 threads | peak MB | time to produce s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in data["rows"]:
+        produce = row["produce"]["seconds"] if row["produce"] else "-"
+        lines.append(
+            f"| {row['pipeline']} | {row['target']} | {row['top1']:.2f} | {row['delta_top1']:+.2f} "
+            f"| {row['agreement_fp32']:.2f}% | {row['size_bytes'] / 1024:.0f} "
+            f"| {row['p50_ms_1t']:.3f} / {row['p99_ms_1t']:.3f} | {row['p50_ms_2t']:.3f} / {row['p99_ms_2t']:.3f} "
+            f"| {row['peak_rss_mb']:.0f} | {produce} |")
+    return "\n".join(lines) + "\n\n" + _host(data)
+
+
+def scaling() -> str:
+    data = json.loads((RESULTS / "scaling.json").read_text())
+    # Core ML packages run only on macOS: no latency here, no column.
+    targets = [t for t in data["targets"] if any(t in row["p50_ms"] for row in data["rows"])]
+    lines = ["| model | MACs (G) | compress s | peak MB | raw vendor steps s | ratio | slowest step | "
+             + " | ".join(f"{t} p50 ms" for t in targets) + " |",
+             "| --- " * (7 + len(targets)) + "|"]
+    for row in data["rows"]:
+        slowest, seconds = max(row["seconds_per_step"].items(), key=lambda item: item[1])
+        raw = row.get("raw_seconds")
+        raw_cells = f"{raw:.0f} | {row['seconds'] / raw:.2f}x" if raw else "- | -"
+        lines.append(
+            f"| {row['model']} | {row['gmacs']:.2f} | {row['seconds']:.0f} | {row['peak_rss_mb']:.0f} | {raw_cells} "
+            f"| {slowest} ({seconds:.0f} s) | "
+            + " | ".join(f"{row['p50_ms'][t]:.2f}" if t in row["p50_ms"] else "-" for t in targets) + " |")
+    return "\n".join(lines) + "\n\n" + _host(data)
+
+
+def runner_vs_vendor() -> str:
+    data = json.loads((RESULTS / "runner-vs-vendor.json").read_text())
+    lines = ["| file | vendor tool | runner p50 ms | vendor median ms | ratio | rounds x runs |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for row in data["results"]:
+        lines.append(f"| {row['target']} | {row['vendor_tool']} | {row['runner_p50_ms']:.3f} "
+                     f"| {row['vendor_median_ms']:.3f} | {row['ratio']:.2f} | {row['rounds']} x {row['runs']} |")
+    return "\n".join(lines) + "\n\n" + _host(data)
+
+
+def _host(data: dict) -> str:
+    host = data["host"]
+    return f"Host: {host['cpu']}, {host['cores']} cores, {host['os']}, Python {host['python']}."
+
+
+TABLES = {
+    "targets-resnet20": lambda: targets_vs_raw("resnet20"),
+    "targets-resnet56": lambda: targets_vs_raw("resnet56"),
+    "scaling": scaling,
+    "runner-vs-vendor": runner_vs_vendor,
+}
+
+
+def render(readme: Path = HERE / "README.md") -> None:
+    text = readme.read_text()
+    for name, make in TABLES.items():
+        pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(<!-- /table:{name} -->)", re.S)
+        if pattern.search(text):
+            try:
+                table = make()
+            except FileNotFoundError as missing:
+                table = f"(not measured yet: {Path(missing.filename).name} is missing)"
+            text = pattern.sub(lambda m: m.group(1) + table + "\n" + m.group(2), text)
+    readme.write_text(text)
+
+
+if __name__ == "__main__":
+    render()

@@ -1,0 +1,122 @@
+"""Table 1: edgeresnet's int8 artifacts against the pipelines a user would write by hand.
+
+For each fine-tuned CIFAR baseline (../shared/models/cifar), in one run on one machine:
+- PyTorch FP32 eager, the reference;
+- the raw vendor pipelines of benchmarks/raw_pipelines.py (onnx2tf int8 PTQ, OpenVINO with
+  nncf.quantize, ONNX Runtime static int8), each given the same 256 calibration images that
+  edgeresnet's ptq-int8 samples from train.zip;
+- `edgeresnet compress --recipe R` for each recipe, to tflite-int8 and openvino-int8.
+Each file is measured by the runner's own measuring child: top-1 on the 10,000 test images,
+p50 and p99 latency of one image at 1 and 2 threads, peak resident memory. Producing a file
+is timed as the wall time of its command (edgeresnet's includes evaluating and verifying
+every file on the 10,000 images; the raw pipelines' does not).
+
+    .venv/bin/python benchmarks/targets_vs_raw.py [--models resnet20,resnet56] [--recipes ptq-int8,qat-int8,prune-distill-qat-int8]
+
+Writes benchmarks/results/targets-vs-raw-<model>.json; benchmarks/tables.py renders them.
+With ptq-int8 only, about 6 minutes per model; qat-int8 adds about 40 minutes for ResNet-20,
+prune-distill-qat-int8 about an hour for ResNet-56.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from measuring import BIN, HERE, host, measure_file, timed
+
+RAW = ("onnx2tf", "openvino-nncf", "onnxruntime")
+RAW_TARGET = {"onnx2tf": "tflite-int8", "openvino-nncf": "openvino-int8", "onnxruntime": "onnxruntime-int8"}
+TARGETS = "tflite-int8,openvino-int8"
+THREADS = (1, 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=HERE.parent.parent / "shared")
+    parser.add_argument("--models", default="resnet20,resnet56")
+    parser.add_argument("--recipes", default="ptq-int8,qat-int8,prune-distill-qat-int8")
+    parser.add_argument("--runs", type=int, default=300, help="timed inferences per latency")
+    args = parser.parse_args()
+    for model in args.models.split(","):
+        result = table_for(model, args.shared, args.recipes.split(","), args.runs)
+        out = HERE / "results" / f"targets-vs-raw-{model}.json"
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}", file=sys.stderr)
+
+
+def table_for(model: str, shared: Path, recipes: list[str], runs: int) -> dict:
+    import edgeresnet
+    from edgeresnet.data import open_dataset, sample_pixels
+    from edgeresnet.runner.bench import find_artifacts
+
+    checkpoint = shared / "models" / "cifar" / f"{model}_cifar10jpeg.pt"
+    data = shared / "datasets" / "cifar10-jpeg"
+    test, train = open_dataset(data / "test.zip"), open_dataset(data / "train.zip")
+    spec = edgeresnet.load_model(checkpoint).preprocess
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        pixels, labels = tmp / "test.npy", tmp / "labels.npy"
+        np.save(pixels, sample_pixels(test, spec, len(test), seed=0))
+        np.save(labels, test.subset(len(test), seed=0).labels)
+        calibration = tmp / "calibration.npy"
+        np.save(calibration, sample_pixels(train, spec, 256, seed=0))  # what ptq-int8's calibrate stage takes
+
+        eager = timed([sys.executable, str(HERE / "eager_fp32.py"), str(checkpoint), str(pixels), str(labels),
+                       str(tmp / "eager.json"), str(runs)], tmp / "eager.log")
+        rows.append({"pipeline": "pytorch", "target": "pytorch-fp32", **json.loads((tmp / "eager.json").read_text()),
+                     "produce": None, "peak_rss_mb": eager["peak_rss_mb"]})
+        reference = np.asarray(rows[0].pop("predictions"))
+
+        for raw in RAW:
+            out = tmp / raw
+            produce = timed([sys.executable, str(HERE / "raw_pipelines.py"), raw, str(checkpoint), str(calibration),
+                             str(out)], tmp / f"{raw}.log")
+            artifact = Path(json.loads((out / "result.json").read_text())["file"])
+            rows.append(_measured(f"raw {raw}", RAW_TARGET[raw], artifact, produce, pixels, labels,
+                                  spec.model_dump(mode="json"), runs, reference))
+
+        for recipe in recipes:
+            run = tmp / recipe
+            produce = timed([str(BIN / "edgeresnet"), "compress", str(checkpoint), "--data", str(data / "test.zip"),
+                             "--train-data", str(data / "train.zip"), "--recipe", recipe, "--target", TARGETS,
+                             "--out", str(run)], tmp / f"{recipe}.log")
+            for manifest, directory in find_artifacts(run):
+                rows.append(_measured(f"edgeresnet {recipe}", manifest.target, directory / manifest.file, produce,
+                                      pixels, labels, spec.model_dump(mode="json"), runs, reference))
+    fp32 = rows[0]["top1"]
+    for row in rows:
+        row["delta_top1"] = round(row["top1"] - fp32, 2)
+    return {"what": f"{model} fine-tuned on train.zip: int8 pipelines on the {len(test)} test images",
+            "model": model, "test_images": len(test), "calibration_images": 256, "rows": rows, "host": host()}
+
+
+def _measured(pipeline: str, target: str, artifact: Path, produce: dict, pixels: Path, labels: Path, spec: dict,
+              runs: int, reference: np.ndarray) -> dict:
+    row = {"pipeline": pipeline, "target": target, "file": artifact.name, "size_bytes": _size(artifact),
+           "produce": produce}
+    for threads in THREADS:
+        measured = measure_file(artifact, pixels, labels if threads == THREADS[-1] else None, threads, spec, runs)
+        row[f"p50_ms_{threads}t"] = round(measured["latency"]["p50_ms"], 3)
+        row[f"p99_ms_{threads}t"] = round(measured["latency"]["p99_ms"], 3)
+        row["peak_rss_mb"] = max(row.get("peak_rss_mb", 0), round(measured["memory"]["peak_rss_mb"], 1))
+        if measured["predictions"] is not None:
+            predictions = np.asarray(measured["predictions"])
+            row["top1"] = round(100 * float((predictions == np.load(labels)).mean()), 2)
+            row["agreement_fp32"] = round(100 * float((predictions == reference).mean()), 2)
+    return row
+
+
+def _size(artifact: Path) -> int:
+    weights = artifact.with_suffix(".bin") if artifact.suffix == ".xml" else None
+    return artifact.stat().st_size + (weights.stat().st_size if weights and weights.exists() else 0)
+
+
+if __name__ == "__main__":
+    main()
