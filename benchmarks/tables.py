@@ -31,6 +31,25 @@ def targets_vs_raw(model: str) -> str:
     return "\n".join(lines) + "\n\n" + _host(data)
 
 
+def rerun(model: str) -> str:
+    """The rows two runs of targets_vs_raw.py share: what a rerun reproduces."""
+    earlier = json.loads((RESULTS / f"targets-vs-raw-{model}-earlier.json").read_text())
+    now = json.loads((RESULTS / f"targets-vs-raw-{model}.json").read_text())
+    before = {(row["pipeline"], row["target"]): row for row in earlier["rows"]}
+    lines = ["| pipeline | target | top-1 then / now | p50 ms 1 thread then / now | p50 ms 2 threads then / now |",
+             "| --- | --- | --- | --- | --- |"]
+    for row in now["rows"]:
+        then = before.get((row["pipeline"], row["target"]))
+        if then is None:
+            continue
+        cells = [f"{then['top1']:.2f} / {row['top1']:.2f}"]
+        for threads in (1, 2):
+            a, b = then[f"p50_ms_{threads}t"], row[f"p50_ms_{threads}t"]
+            cells.append(f"{a:.3f} / {b:.3f} ({b / a:.2f}x)")
+        lines.append(f"| {row['pipeline']} | {row['target']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\nThen: {_host(earlier)[6:]} Now: {_host(now)[6:]}"
+
+
 def scaling() -> str:
     data = json.loads((RESULTS / "scaling.json").read_text())
     # Core ML packages run only on macOS: no latency here, no column.
@@ -67,6 +86,7 @@ def _host(data: dict) -> str:
 TABLES = {
     "targets-resnet20": lambda: targets_vs_raw("resnet20"),
     "targets-resnet56": lambda: targets_vs_raw("resnet56"),
+    "rerun-resnet20": lambda: rerun("resnet20"),
     "scaling": scaling,
     "runner-vs-vendor": runner_vs_vendor,
 }

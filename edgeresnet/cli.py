@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from .errors import EdgeResNetError
+from .errors import AccuracyDropError, EdgeResNetError
 
 # The same flag means the same thing in every command.
 model_argument = click.argument("model", required=False, metavar="[MODEL]")
@@ -53,13 +53,22 @@ NEEDS_COMPRESS_EXTRA = ("torch", "safetensors")
 
 
 class Group(click.Group):
-    """Turns every user error, ours or click's, into one line and exit code 2."""
+    """Turns every user error, ours or click's, into one line and exit code 2; SIGINT and SIGTERM
+    into a clean stop (a run keeps what `--resume` continues from)."""
 
     def main(self, *args, **kwargs):
+        from .interrupts import Interrupted, stop_on_signals
+
         try:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            with stop_on_signals() as received:
+                try:
+                    return super().main(*args, standalone_mode=False, **kwargs)
+                except Exception as error:
+                    if received and not isinstance(error, click.exceptions.Exit):
+                        raise Interrupted(received[0]) from error  # a library's error about our stop
+                    raise
         except EdgeResNetError as error:
-            fail(error.one_line())
+            fail(error.one_line(), code=error.exit_code)
         except ModuleNotFoundError as error:
             if error.name not in NEEDS_COMPRESS_EXTRA:
                 raise
@@ -79,10 +88,11 @@ class Group(click.Group):
             where = f" while writing {error.filename}" if error.filename else ""
             fail(f"no space left on the disk{where}; free some space or choose an --out on another disk, "
                  "then run the command again")
-        except click.exceptions.Abort:
-            fail("interrupted", code=130)
-        except KeyboardInterrupt:
-            fail("interrupted", code=130)
+        except (click.exceptions.Abort, KeyboardInterrupt) as error:
+            stop = error.__cause__ if isinstance(error, click.exceptions.Abort) else error  # click wraps it in Abort
+            if isinstance(stop, Interrupted):
+                fail(f"interrupted by {stop.name}.", code=stop.exit_code)
+            fail("interrupted.", code=130)
         except click.exceptions.Exit as done:
             sys.exit(done.exit_code)
 
@@ -185,6 +195,10 @@ run_options = _stack(
     click.option("--min-agreement", type=click.FloatRange(0, 100),
                  help="Top-1 agreement with PyTorch (percent) each file must reach [default: int8 98, fp16 99.9, "
                       "fp32 100]; lower it knowingly, e.g. for a pruned model not yet fine-tuned."),
+    click.option("--max-accuracy-drop", type=click.FloatRange(0, 100), metavar="POINTS",
+                 help="Fail the run (exit code 3, artifacts kept and marked failed) when a file loses more top-1 "
+                      "points than this against the input model [default: the recipe's max_accuracy_drop; "
+                      "no check without a recipe]."),
     evaluation_options,
 )
 
@@ -219,7 +233,7 @@ def compress(**options):
 
 
 def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_size, image_input, io_dtype,
-                  min_agreement, arch,
+                  min_agreement, max_accuracy_drop, arch,
                   trust_checkpoint, limit, seed, threads, as_json, recipe=None, overrides=(), resume=False,
                   **preprocess):
     import time
@@ -227,7 +241,6 @@ def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_
     from .data import open_dataset
     from .export import ExportConfig, parse_targets
     from .pipeline import CompressOptions, compress as run_compress
-    from .report import results_table, stages_table
     from .stages.calibrate import CalibrationConfig
 
     # Before any slow work: a typo in a recipe, an override or a target fails at once.
@@ -254,9 +267,22 @@ def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_
             threads=threads,
         )
         out = out or Path("runs") / f"{loaded.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
-        report = run_compress(loaded, dataset, target_list, out, recipe=loaded_recipe, train_data=calibration_data,
-                              options=options, overwrite=overwrite, resume=resume, log=log)
+        failed = None
+        try:
+            report = run_compress(loaded, dataset, target_list, out, recipe=loaded_recipe,
+                                  train_data=calibration_data, options=options, overwrite=overwrite, resume=resume,
+                                  max_accuracy_drop=max_accuracy_drop, log=log)
+        except AccuracyDropError as error:  # the results still go to stdout: they show what failed
+            failed, report = error, error.report
     log(f"wrote {out}")
+    _print_run(out, report, as_json)
+    if failed:
+        raise failed
+
+
+def _print_run(out: Path, report, as_json: bool) -> None:
+    from .report import results_table, stages_table
+
     if as_json:
         _print_json({"run": str(out), **report.model_dump()})
     else:

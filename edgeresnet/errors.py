@@ -53,6 +53,12 @@ class VerificationError(EdgeResNetError):
     """An exported artifact does not do what the PyTorch model does."""
 
 
+class AccuracyDropError(EdgeResNetError):
+    """A finished run whose artifacts lost more top-1 than allowed: kept, marked failed."""
+
+    exit_code = 3  # not bad input (2): the run worked, its result is not good enough
+
+
 def require(modules: tuple[str, ...], what: str, extra: str) -> None:
     """Fail with the pip extra to install when an optional backend is missing."""
     import importlib.util

@@ -75,6 +75,9 @@ class Manifest(BaseModel):
     fidelity: Fidelity | None = None  # None where no runtime for the file exists on the exporting host
     validation: dict[str, Any] | None = None  # checks of the file's own spec (CoreML: inputs, ops, weight dtypes)
     tools: dict[str, str]
+    # Set when the run that wrote this file lost more accuracy than its --max-accuracy-drop
+    # allowed: the file is kept for inspection, not for shipping.
+    failed: str | None = None
 
 
 def sha256_file(path: Path) -> str:

@@ -32,11 +32,12 @@ from typing import Callable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from . import interrupts
 from .data import ImageDataset, normalize, sample_pixels
-from .errors import EdgeResNetError
+from .errors import AccuracyDropError, EdgeResNetError
 from .evaluate import Accuracy, agreement, evaluate
 from .export import Artifact, ExportConfig, Target, export
-from .manifest import AccuracySpec, write_manifest
+from .manifest import AccuracySpec, read_manifest, write_manifest
 from .model import Model
 from .recipes import Recipe
 from .report import ResultRow, RunReport, plot_stages
@@ -72,12 +73,17 @@ def compress(
     options: CompressOptions = CompressOptions(),
     overwrite: bool = False,
     resume: bool = False,
+    max_accuracy_drop: float | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> RunReport:
     """Run ``recipe``'s stages on ``model`` and export the result to each target, evaluated on ``data``.
 
     ``train_data`` feeds the training stages, pruning's importance and int8 calibration
     (``data`` calibrates when it is absent and nothing trains). Returns what report.json holds.
+
+    An artifact that loses more than ``max_accuracy_drop`` points of top-1 against ``model``
+    (default: the recipe's; none without a recipe) fails the run: it is written all the same,
+    marked failed in report.json and in that artifact's manifest, and AccuracyDropError raised.
     """
     check_labels(model.num_classes, data.classes)
     model = model.replace(labels=model.labels or data.classes)
@@ -93,6 +99,7 @@ def compress(
         def stage(name: str):
             start = time.perf_counter()
             yield
+            interrupts.check()  # a stop that a library swallowed ends the run here, not later
             seconds[name] = round(time.perf_counter() - start, 3)
             log(f"{name} done in {seconds[name]:.1f} s")
 
@@ -133,6 +140,8 @@ def compress(
                 rows.append(_artifact_row(artifact, data, fingerprint, spec, samples[:1], baseline,
                                           sources[artifact.target], options))
 
+        limit = max_accuracy_drop if max_accuracy_drop is not None else recipe.max_accuracy_drop if recipe else None
+        failures = _mark_failures(rows, limit, run)
         records = runner.records
         (run / "stages.json").write_text(json.dumps([r.model_dump() for r in records], indent=2) + "\n")
         plot_stages(records, rows, run / "stages.png")
@@ -143,8 +152,15 @@ def compress(
             calibration=calibration.describe() if calibration else None,
             results=rows, seconds=seconds, host=host_info(options.threads),
             recipe=recipe.to_dict() if recipe is not None else None, stages=records,
+            max_accuracy_drop=limit, failures=failures,
         )
         (run / "report.json").write_text(report.model_dump_json(indent=2) + "\n")
+    if failures:
+        failed = AccuracyDropError(f"{failures[0]}{f' (and {len(failures) - 1} more)' if len(failures) > 1 else ''}; "
+                                   f"the run is kept in {out}, marked failed in report.json and the manifests",
+                                   "train longer or prune less, or pass a larger --max-accuracy-drop knowingly")
+        failed.report = report
+        raise failed
     return report
 
 
@@ -179,6 +195,20 @@ def _check_plan(recipe: Recipe | None, targets: list[Target], train_data: ImageD
         raise EdgeResNetError(f"recipe {recipe.name} trains ({', '.join(trains)}) and needs training images",
                               "pass --train-data with a labelled ImageFolder, .zip or .npz (not the evaluation data)")
     return _Plan(stages=stages, schemes=schemes, calibration=ptq.config if ptq else None)
+
+
+def _mark_failures(rows: list[ResultRow], limit: float | None, run: Path) -> list[str]:
+    """Why each artifact that lost more than ``limit`` points failed; its manifest says so too."""
+    failures = []
+    for row in rows:
+        if limit is None or row.delta_top1 is None or -row.delta_top1 <= limit + 1e-9:
+            continue
+        reason = (f"{row.target} lost {-row.delta_top1:.2f} points of top-1 against the input model, more than the "
+                  f"{limit:g} --max-accuracy-drop allows")
+        directory = run / row.target
+        write_manifest(read_manifest(directory).model_copy(update={"failed": reason}), directory)
+        failures.append(reason)
+    return failures
 
 
 def _grouped(sources: dict[Target, Source]) -> list[tuple[Source, list[Target]]]:

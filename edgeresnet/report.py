@@ -50,6 +50,8 @@ class RunReport(BaseModel):
     host: dict[str, Any]
     recipe: dict[str, Any] | None = None  # the resolved recipe, when one ran
     stages: list[StageRecord] = []
+    max_accuracy_drop: float | None = None  # the guard the run was held to (None: none)
+    failures: list[str] = []  # targets that lost more top-1 than that: the run failed
 
 
 def results_table(report: RunReport):

@@ -57,6 +57,9 @@ def resumable_directory(out: Path, *, overwrite: bool = False, resume: bool = Fa
     """Like staged_directory, but an interrupted run whose work `keep` says is worth keeping
     stays in `.NAME.partial`, where `resume` continues it. Without `resume`, it starts over."""
     staging = partial_path(out)
+    if resume and not staging.is_dir() and not overwrite and out.is_dir() and any(out.iterdir()):
+        raise EdgeResNetError(f"--out {out} holds a finished run: there is nothing to resume",
+                              "its results are in report.json; drop --resume and choose another --out to run again")
     if resume and staging.is_dir():
         log(f"resuming the interrupted run in {staging}")
     else:

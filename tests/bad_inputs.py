@@ -112,7 +112,7 @@ def _corrupted(root: Path) -> Path:
     return path
 
 
-def _image_file(root: Path, name: str, write: Callable[[Path], None], *, others: int = 1) -> Path:
+def _image_file(root: Path, name: str, write: Callable[[Path], None]) -> Path:
     folder = images(root)
     write(folder / "c0" / name)
     return folder

@@ -23,6 +23,20 @@ def make_image_folder(root: Path, classes=("cat", "dog"), per_class: int = 4, si
     return root
 
 
+def make_tiny_compress_inputs(root: Path) -> Path:
+    """A ResNet-8 checkpoint with two classes (resnet8.pt), and train/ and test/ folders of 32x32 images."""
+    import torch
+
+    import edgeresnet
+
+    torch.manual_seed(0)
+    module = edgeresnet.models.create("resnet8", num_classes=2).eval()
+    torch.save(module.state_dict(), root / "resnet8.pt")
+    make_image_folder(root / "train", classes=("a", "b"), per_class=32, seed=1)
+    make_image_folder(root / "test", classes=("a", "b"), per_class=16, seed=2)
+    return root
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """The installed console script, as a user runs it."""
     env = dict(os.environ, PYTHONWARNINGS="ignore")

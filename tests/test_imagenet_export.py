@@ -16,7 +16,9 @@ from helpers import make_image_folder
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("arch", "image_input"), [("resnet18", False), ("resnet18", True), ("resnet50", False)])
+# Basic blocks with the preprocessing baked in, bottlenecks without: each path once (a third
+# case, resnet18 without it, added a minute to the suite and no path of its own).
+@pytest.mark.parametrize(("arch", "image_input"), [("resnet18", True), ("resnet50", False)])
 def test_imagenet_resnet_exports_to_every_target(arch, image_input, tmp_path):
     data = open_dataset(make_image_folder(tmp_path / "images", classes=("a", "b"), per_class=4, size=256))
     torch.manual_seed(0)  # fixed random weights: int8 near-ties are then the same every run

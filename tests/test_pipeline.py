@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-import torch
 
 import edgeresnet
 from edgeresnet.data import open_dataset
@@ -17,19 +16,13 @@ from edgeresnet.export import parse_targets
 from edgeresnet.manifest import read_manifest
 from edgeresnet.recipes import load_recipe
 
-from helpers import REPO, error_line, make_image_folder, run_cli
+from helpers import REPO, error_line, make_tiny_compress_inputs, run_cli
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A ResNet-8 checkpoint with two classes, and train and test folders of 32x32 images."""
-    root = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    module = edgeresnet.models.create("resnet8", num_classes=2).eval()
-    torch.save(module.state_dict(), root / "resnet8.pt")
-    make_image_folder(root / "train", classes=("a", "b"), per_class=32, seed=1)
-    make_image_folder(root / "test", classes=("a", "b"), per_class=16, seed=2)
-    return root
+    return make_tiny_compress_inputs(tmp_path_factory.mktemp("tiny"))
 
 
 def test_qat_recipe_trains_one_model_per_int8_runtime(tiny, tmp_path):

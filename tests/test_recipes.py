@@ -105,8 +105,28 @@ def test_overrides_change_values(tmp_path):
     assert load_recipe("ptq-int8", ["ptq.size=64"]).stage("ptq").config.size == 64
 
 
+def test_max_accuracy_drop_defaults_overrides_and_round_trips(tmp_path):
+    assert load_recipe("qat-int8").max_accuracy_drop == 1.0
+    assert load_recipe(write(tmp_path, GOOD)).max_accuracy_drop == 1.0  # not given: the default guard
+    assert load_recipe("qat-int8", ["max_accuracy_drop=0.25"]).max_accuracy_drop == 0.25
+    off = load_recipe("qat-int8", ["max_accuracy_drop=null"])
+    assert off.max_accuracy_drop is None
+    written = write(tmp_path, off.to_yaml(), "resolved.yaml")
+    assert "max_accuracy_drop: null" in written.read_text() and load_recipe(written) == off
+
+
 # (recipe text, line, what the message says, what the fix says)
 MALFORMED = {
+    "accuracy guard out of range": ("""\
+        name: x
+        max_accuracy_drop: -1
+        stages: []
+        """, 2, "max_accuracy_drop must be top-1 points from 0 to 100, got -1", "for no check"),
+    "accuracy guard not a number": ("""\
+        name: x
+        max_accuracy_drop: one point
+        stages: []
+        """, 2, "max_accuracy_drop must be top-1 points from 0 to 100", "e.g. `max_accuracy_drop: 1.0`"),
     "unknown stage": ("""\
         name: x
         stages:
@@ -240,7 +260,7 @@ MALFORMED = {
     "not a mapping": ("""\
         # a list, not a recipe
         - name: x
-        """, 2, "a recipe is a mapping of name, description, targets, stages; got a list", "recipes show"),
+        """, 2, "a recipe is a mapping of name, description, targets, max_accuracy_drop, stages; got a list", "recipes show"),
     "empty file": ("# nothing here\n", 1, "got nothing", "recipes show"),
     "YAML syntax error": ("""\
         name: x

@@ -69,7 +69,17 @@ Match LocalPort {full_port}
     SetEnv TMPDIR={tmpdir} PATH={fakebin}:/usr/bin:/bin
 """)
     user = os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
-    hosts = {"edgeresnet-device": port, "full-device": full_port, "unreachable-device": _free_port()}
+    # known_hosts holds the server's real key; "impostor" holds another key for the same address
+    # (a man in the middle), "stranger" none: both must be refused.
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "other_key")], check=True)
+    for name, key in (("known_hosts", "host_key"), ("impostor_hosts", "other_key")):
+        (root / name).write_text("".join(f"[127.0.0.1]:{p} {(root / f'{key}.pub').read_text().split()[0]} "
+                                         f"{(root / f'{key}.pub').read_text().split()[1]}\n" for p in (port, full_port)))
+    (root / "stranger_hosts").write_text("")
+    hosts = {"edgeresnet-device": (port, "known_hosts"), "full-device": (full_port, "known_hosts"),
+             "unreachable-device": (_free_port(), "known_hosts"), "impostor-device": (port, "impostor_hosts"),
+             "stranger-device": (port, "stranger_hosts")}
+    # StrictHostKeyChecking no here: edgeresnet's own command line must override it.
     (root / "ssh_config").write_text("".join(f"""
 Host {name}
   HostName 127.0.0.1
@@ -77,10 +87,10 @@ Host {name}
   User {user}
   IdentityFile {root / 'client_key'}
   IdentitiesOnly yes
-  UserKnownHostsFile /dev/null
+  UserKnownHostsFile {root / known}
   StrictHostKeyChecking no
   LogLevel ERROR
-""" for name, host_port in hosts.items()))
+""" for name, (host_port, known) in hosts.items()))
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
     server = subprocess.Popen([SSHD, "-D", "-e", "-f", str(root / "sshd_config")], stderr=subprocess.PIPE, text=True)
@@ -151,6 +161,15 @@ def test_unreachable_host_is_one_line(device, device_python, run_dir):
     out, _ = run_dir
     line = error_line(_ssh_bench(device, device_python, out, "--ssh", "unreachable-device"))
     assert "cannot reach unreachable-device over ssh" in line
+
+
+def test_a_device_whose_host_key_is_unknown_or_changed_is_refused(device, device_python, run_dir):
+    out, _ = run_dir
+    stranger = error_line(_ssh_bench(device, device_python, out, "--ssh", "stranger-device"))
+    assert "host key of stranger-device is not in known_hosts" in stranger and "ssh stranger-device" in stranger
+    impostor = error_line(_ssh_bench(device, device_python, out, "--ssh", "impostor-device"))
+    assert "host key of impostor-device differs from the one in known_hosts" in impostor
+    assert list(device["tmpdir"].iterdir()) == []  # refused before anything was sent
 
 
 def test_device_with_no_free_disk_is_one_line(device, device_python, run_dir):

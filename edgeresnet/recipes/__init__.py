@@ -5,6 +5,7 @@ A recipe is a small YAML file::
     name: qat-int8
     description: Quantization-aware training for int8.
     targets: [tflite-int8, openvino-int8]   # used when no --target is given
+    max_accuracy_drop: 1.0                  # top-1 points an artifact may lose, else the run fails
     stages:                                 # in order; each is a name, or a name and its settings
       - qat:
           epochs: 3
@@ -30,7 +31,9 @@ from ..errors import EdgeResNetError, closest
 
 RECIPES_DIR = Path(__file__).resolve().parent
 MAX_BYTES = 1_000_000  # a recipe is a few lines; anything this big is the wrong file
-TOP_LEVEL = ("name", "description", "targets", "stages")
+TOP_LEVEL = ("name", "description", "targets", "max_accuracy_drop", "stages")
+# Top-1 points a recipe's artifacts may lose against the input model before the run fails.
+DEFAULT_MAX_ACCURACY_DROP = 1.0
 # Stages run in this order. ptq and qat share a rank: both set the int8 ranges, so a recipe has one.
 RANK = {"prune": 0, "distill": 1, "ptq": 2, "qat": 2}
 START_HINT = "start from a builtin recipe: edgeresnet recipes show qat-int8 > my-recipe.yaml"
@@ -55,6 +58,8 @@ class Recipe:
     # Where it was read (a path, or "builtin:NAME"); not part of what the recipe is, so that
     # a recipe written out and read back compares equal.
     source: str = field(compare=False)
+    # Points of top-1 each artifact may lose against the input model (None: no check).
+    max_accuracy_drop: float | None = DEFAULT_MAX_ACCURACY_DROP
     overrides: tuple[str, ...] = field(default=(), compare=False)  # the -o settings applied to it
 
     def stage(self, name: str) -> Stage | None:
@@ -66,6 +71,7 @@ class Recipe:
             "name": self.name,
             "description": self.description,
             "targets": list(self.targets),
+            "max_accuracy_drop": self.max_accuracy_drop,
             "stages": [{stage.name: stage.config.model_dump(mode="json")} for stage in self.stages],
         }
 
@@ -75,7 +81,7 @@ class Recipe:
         if self.overrides:
             header += f"# Overrides applied: {' '.join('-o ' + text for text in self.overrides)}\n"
         # Block style, but the target list on one line, as the shipped recipes write it.
-        head = yaml.dump({key: data[key] for key in ("name", "description", "targets")}, Dumper=_Dumper,
+        head = yaml.dump({key: data[key] for key in ("name", "description", "targets", "max_accuracy_drop")}, Dumper=_Dumper,
                          sort_keys=False, default_flow_style=None, width=4096)
         stages = yaml.dump({"stages": data["stages"]}, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
         return header + head + stages
@@ -325,7 +331,7 @@ def _apply_override(draft: _Draft, text: str) -> None:
         if head in RANK:
             raise RecipeError(f"{where}: name a setting of the stage", f"e.g. {head}.seed=1")
         if head not in TOP_LEVEL:
-            raise RecipeError(f"{where}: unknown key {head!r}", closest(head, ["name", "description", "targets"]))
+            raise RecipeError(f"{where}: unknown key {head!r}", closest(head, [k for k in TOP_LEVEL if k != "stages"]))
         draft.values[head] = value
         _mark(draft, (head,), where)
         return
@@ -381,7 +387,20 @@ def _build(draft: _Draft, source: str) -> Recipe:
     configs = _config_classes()
     stages = tuple(Stage(stage, _stage_config(draft, index, stage, settings, configs[stage]))
                    for index, (stage, settings) in enumerate(draft.stages))
-    return Recipe(name=name, description=description, targets=_targets(draft), stages=stages, source=source)
+    return Recipe(name=name, description=description, targets=_targets(draft), stages=stages, source=source,
+                  max_accuracy_drop=_max_accuracy_drop(draft))
+
+
+def _max_accuracy_drop(draft: _Draft) -> float | None:
+    if "max_accuracy_drop" not in draft.values:
+        return DEFAULT_MAX_ACCURACY_DROP
+    value = draft.values["max_accuracy_drop"]
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+        draft.fail(("max_accuracy_drop",), f"max_accuracy_drop must be top-1 points from 0 to 100, got {_show(value)}",
+                   "e.g. `max_accuracy_drop: 1.0`, or `max_accuracy_drop: null` for no check")
+    return float(value)
 
 
 def _config_classes() -> dict[str, type[BaseModel]]:

@@ -178,6 +178,8 @@ def bench(path: Path, data: ImageDataset | None = None, config: BenchConfig = Be
             key = spec.model_dump_json()
             if key not in prepared:
                 prepared[key] = _prepare_images(sample, spec, Path(tmp) / f"images{len(prepared)}", config)
+            if manifest.failed:  # measured all the same: the user asked for it, and may be looking into why
+                progress(f"warning: {manifest.target} failed its run's accuracy guard ({manifest.failed})")
             progress(f"benchmarking {manifest.target}")
             measured = _measure_in_child(manifest, directory, spec, *prepared[key], config, Path(tmp))
             results.append(_result(manifest, directory, measured, sample, config))

@@ -7,7 +7,9 @@ imported from the zip: the device needs only the runner's dependencies, e.g.
 TensorFlow). It is unpacked into a fresh directory under the device's $TMPDIR (or /tmp),
 which is removed afterwards unless `keep` is set. Plain `ssh` is used, so
 ~/.ssh/config, keys and agents work as they do for the user; BatchMode keeps it from
-ever waiting at a password prompt.
+ever waiting at a password prompt. Host keys are checked strictly, whatever the config
+says: a device whose key is not in known_hosts, or differs from it, is refused (it could
+be anyone, and it is about to receive the user's models and data).
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ class SSHDevice:
     connect_timeout: int = 15
 
     def command(self, remote: str) -> list[str]:
-        options = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}"]
+        # Options on the command line win over ~/.ssh/config, so no config can turn the check off.
+        options = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                   "-o", f"ConnectTimeout={self.connect_timeout}"]
         if self.config_file:
             options = ["-F", str(self.config_file), *options]
         return ["ssh", *options, self.destination, remote]
@@ -159,6 +163,15 @@ def _check_free_disk(device: SSHDevice, workdir: str, needed: int) -> None:
             "free space on the device, or point TMPDIR there at a larger disk")
 
 
+def _refuse_host_key(destination: str, stderr: str):
+    if "has changed" in stderr or "HAS CHANGED" in stderr:
+        raise EdgeResNetError(f"the host key of {destination} differs from the one in known_hosts: it may not be your "
+                              "device (or the device was reinstalled)", "check its new key's fingerprint on the device, "
+                              f"then replace the old one: ssh-keygen -R HOST, and connect once with `ssh {destination}`")
+    raise EdgeResNetError(f"the host key of {destination} is not in known_hosts, and edgeresnet never accepts one "
+                          "unseen", f"connect once with `ssh {destination}` and check the fingerprint it shows")
+
+
 def _ssh(device: SSHDevice, remote: str, *, stdin=None, stream_stderr: bool = False) -> str:
     """Run `remote` on the device; its stdout. Failures become one line naming the device."""
     try:
@@ -169,6 +182,8 @@ def _ssh(device: SSHDevice, remote: str, *, stdin=None, stream_stderr: bool = Fa
     stderr = done.stderr.decode(errors="replace")
     if stream_stderr:  # the device's progress; its error line, if any, is raised below
         sys.stderr.write("".join(line for line in stderr.splitlines(keepends=True) if not line.startswith("error: ")))
+    if done.returncode == SSH_UNREACHABLE and "Host key verification failed" in stderr:
+        _refuse_host_key(device.destination, stderr)
     if done.returncode == SSH_UNREACHABLE:
         reason = stderr.strip().splitlines()[-1] if stderr.strip() else "no reason given"
         raise EdgeResNetError(f"cannot reach {device.destination} over ssh: {reason}",
