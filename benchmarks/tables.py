@@ -23,6 +23,8 @@ def targets_vs_raw(model: str) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in data["rows"]:
         produce = row["produce"]["seconds"] if row["produce"] else "-"
+        if row["produce"] and "reused" in row["produce"]:  # an earlier run's report.json: its stages only
+            produce = f"{produce} (stages)"
         lines.append(
             f"| {row['pipeline']} | {row['target']} | {row['top1']:.2f} | {row['delta_top1']:+.2f} "
             f"| {row['agreement_fp32']:.2f}% | {row['size_bytes'] / 1024:.0f} "

@@ -12,6 +12,11 @@ is timed as the wall time of its command (edgeresnet's includes evaluating and v
 every file on the 10,000 images; the raw pipelines' does not).
 
     .venv/bin/python benchmarks/targets_vs_raw.py [--models resnet20,resnet56] [--recipes ptq-int8,qat-int8,prune-distill-qat-int8]
+        [--reuse-run qat-int8=DIR]
+
+--reuse-run takes a finished `compress` run directory of that model and recipe (to the same
+targets) instead of training again; its time to produce is then the sum of the stage times
+in its report.json (no process start-up), and its row says so.
 
 Writes benchmarks/results/targets-vs-raw-<model>.json; benchmarks/tables.py renders them.
 With ptq-int8 only, about 6 minutes per model; qat-int8 adds about 40 minutes for ResNet-20,
@@ -42,15 +47,19 @@ def main() -> None:
     parser.add_argument("--models", default="resnet20,resnet56")
     parser.add_argument("--recipes", default="ptq-int8,qat-int8,prune-distill-qat-int8")
     parser.add_argument("--runs", type=int, default=300, help="timed inferences per latency")
+    parser.add_argument("--reuse-run", action="append", default=[], metavar="RECIPE=DIR",
+                        help="a finished compress run of this recipe to measure instead of producing it again")
     args = parser.parse_args()
+    reuse = dict(item.split("=", 1) for item in args.reuse_run)
     for model in args.models.split(","):
-        result = table_for(model, args.shared, args.recipes.split(","), args.runs)
+        result = table_for(model, args.shared, args.recipes.split(","), args.runs,
+                           {recipe: Path(path) for recipe, path in reuse.items()})
         out = HERE / "results" / f"targets-vs-raw-{model}.json"
         out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {out}", file=sys.stderr)
 
 
-def table_for(model: str, shared: Path, recipes: list[str], runs: int) -> dict:
+def table_for(model: str, shared: Path, recipes: list[str], runs: int, reuse: dict[str, Path]) -> dict:
     import edgeresnet
     from edgeresnet.data import open_dataset, sample_pixels
     from edgeresnet.runner.bench import find_artifacts
@@ -78,6 +87,14 @@ def table_for(model: str, shared: Path, recipes: list[str], runs: int) -> dict:
             produced.append((f"raw {raw}", RAW_TARGET[raw], Path(json.loads((out / "result.json").read_text())["file"]),
                              produce))
         for recipe in recipes:
+            if recipe in reuse:
+                run = reuse[recipe]
+                report = json.loads((run / "report.json").read_text())
+                assert report["model"]["arch"] == model and report["recipe"]["name"] == recipe, run
+                produce = {"seconds": round(sum(report["seconds"].values()), 1), "reused": str(run)}
+                produced += [(f"edgeresnet {recipe}", manifest.target, directory / manifest.file, produce)
+                             for manifest, directory in find_artifacts(run)]
+                continue
             run = tmp / recipe
             print(f"{model}: edgeresnet compress --recipe {recipe}", file=sys.stderr)
             produce = timed([str(BIN / "edgeresnet"), "compress", str(checkpoint), "--data", str(data / "test.zip"),

@@ -28,10 +28,39 @@ def prepare_for_training(net: nn.Module, calibration: Tensor, batch_size: int = 
 
     from ..export.openvino import telemetry_declined
 
+    load_nncf_kernels()
+
     with telemetry_declined(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on fake quantization
         batches = list(calibration.split(batch_size))
         return nncf.quantize(copy.deepcopy(net).eval(), nncf.Dataset(batches), subset_size=len(batches))
+
+
+def load_nncf_kernels() -> None:
+    """Build or load NNCF's C++ quantize kernels, safe against a process stopped while doing so.
+
+    torch guards an extension's build directory with a plain `lock` file, taken on every load
+    (also when nothing is rebuilt). A process stopped while holding it (Ctrl-C, SIGTERM,
+    kill -9) leaves it behind, and from then on every QAT for OpenVINO waits NNCF's 60 s and
+    fails, in every later run. Here each load holds an fcntl lock, which the kernel releases
+    when its process dies however it dies: holding it, a `lock` file found is a leftover of a
+    stopped edgeresnet process, and is removed. (A non-edgeresnet process building the same
+    extension at that moment would lose its lock; both builds would then race.)
+    """
+    import fcntl
+    import os
+    from pathlib import Path
+
+    from nncf.torch.quantization.extensions import QuantizedFunctionsCPU, QuantizedFunctionsCPULoader
+
+    # The first build compiles C++ for about a minute on 2 cores: more than NNCF's default
+    # 60 s when the machine is busy. A user's own setting wins.
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "1800")
+    build = Path(QuantizedFunctionsCPULoader.get_build_dir())
+    with open(build / "edgeresnet-load.lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        (build / "lock").unlink(missing_ok=True)
+        QuantizedFunctionsCPU.get("Quantize_forward")  # loads once per process
 
 
 def freeze_batch_norm(module: nn.Module) -> None:
