@@ -10,4 +10,5 @@ recipes=ptq-int8,qat-int8,prune-distill-qat-int8
 $PY benchmarks/runner_vs_vendor.py
 $PY benchmarks/scaling.py
 $PY benchmarks/targets_vs_raw.py --recipes "$recipes"
+$PY benchmarks/training.py
 $PY benchmarks/tables.py

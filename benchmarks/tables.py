@@ -80,6 +80,19 @@ def runner_vs_vendor() -> str:
     return "\n".join(lines) + "\n\n" + _host(data)
 
 
+def training() -> str:
+    data = json.loads((RESULTS / "training.json").read_text())
+    lines = ["| model | images | batch | processes x threads | decode threads | prefetch | epoch s | waited for data s "
+             "| busy | images/s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in data["rows"]:
+        lines.append(f"| {row['model']} | {row['images']} | {row.get('batch_size', 128)} "
+                     f"| {row['processes']} x {row['threads']} | {row.get('workers') or '-'} | {row['prefetch']} "
+                     f"| {row['seconds']:.1f} | {row['data_wait_seconds']:.2f} | {row['busy_percent']:.1f}% "
+                     f"| {row['images_per_second']:.0f} |")
+    return "\n".join(lines) + "\n\n" + _host(data)
+
+
 def _host(data: dict) -> str:
     host = data["host"]
     return f"Host: {host['cpu']}, {host['cores']} cores, {host['os']}, Python {host['python']}."
@@ -91,6 +104,7 @@ TABLES = {
     "rerun-resnet20": lambda: rerun("resnet20"),
     "scaling": scaling,
     "runner-vs-vendor": runner_vs_vendor,
+    "training": training,
 }
 
 

@@ -22,6 +22,7 @@ _EXPORTS = {
     "DistillConfig": "edgeresnet.stages.distill",
     "qat": "edgeresnet.stages.qat",
     "QatConfig": "edgeresnet.stages.qat",
+    "Execution": "edgeresnet.training.config",
     "load_recipe": "edgeresnet.recipes",
     "Recipe": "edgeresnet.recipes",
     "SensitivityConfig": "edgeresnet.pruning.sensitivity",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -103,7 +104,8 @@ def fail(message: str, code: int = 2):
 
 
 def log(message: str) -> None:
-    click.echo(message, err=True)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the job
+        click.echo(message, err=True)
 
 
 def work_on_stderr():
@@ -222,6 +224,12 @@ def export(**options):
               help="Override a recipe setting, e.g. -o qat.epochs=2; repeatable.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run at --out from its last finished "
                                               "stage or epoch (same command, same result).")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "mps"]), default="cpu", show_default=True,
+              help="Where the training stages run (distill, qat). Under torchrun, each process takes its own GPU.")
+@click.option("--workers", type=click.IntRange(1, 64), help="Threads that decode training images (large inputs) "
+                                                             "[default: min(4, cores)].")
+@click.option("--prefetch", type=click.IntRange(0, 64), help="Training batches prepared ahead on a background "
+                                                             "thread [default: 2 on a GPU, 0 on the CPU].")
 def compress(**options):
     """Compress MODEL for each --target: run the --recipe's stages (prune, distill, qat), export,
     verify and measure on --data.
@@ -235,13 +243,14 @@ def compress(**options):
 def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_size, image_input, io_dtype,
                   min_agreement, max_accuracy_drop, arch,
                   trust_checkpoint, limit, seed, threads, as_json, recipe=None, overrides=(), resume=False,
-                  **preprocess):
+                  device="cpu", workers=None, prefetch=None, **preprocess):
     import time
 
     from .data import open_dataset
     from .export import ExportConfig, parse_targets
     from .pipeline import CompressOptions, compress as run_compress
     from .stages.calibrate import CalibrationConfig
+    from .training.config import Execution
 
     # Before any slow work: a typo in a recipe, an override or a target fails at once.
     loaded_recipe = None
@@ -257,6 +266,13 @@ def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_
     target_list = parse_targets(targets)
     if resume and out is None:
         raise EdgeResNetError("--resume needs the --out of the interrupted run", "pass the same --out as before")
+    from . import distributed
+
+    execution = Execution(device=device, workers=workers, prefetch=prefetch)
+    distributed.check_device(device)  # before the slow loading
+    if distributed.launched_by_torchrun() and out is None:
+        raise EdgeResNetError("under torchrun, compress needs --out (every process must name the same run)",
+                              "pass --out DIR")
     with work_on_stderr():
         loaded, dataset = _model_and_data(model, data, arch, trust_checkpoint, preprocess)
         dataset = dataset.subset(limit, seed=seed)
@@ -271,9 +287,11 @@ def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_
         try:
             report = run_compress(loaded, dataset, target_list, out, recipe=loaded_recipe,
                                   train_data=calibration_data, options=options, overwrite=overwrite, resume=resume,
-                                  max_accuracy_drop=max_accuracy_drop, log=log)
+                                  max_accuracy_drop=max_accuracy_drop, execution=execution, log=log)
         except AccuracyDropError as error:  # the results still go to stdout: they show what failed
             failed, report = error, error.report
+    if report is None:  # a torchrun process other than rank 0: it trained, rank 0 reports
+        return
     log(f"wrote {out}")
     _print_run(out, report, as_json)
     if failed:

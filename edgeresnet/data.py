@@ -411,7 +411,7 @@ def batches(
         yield from generate(lambda n: bar.advance(task, n))
 
 
-def progress_bar(*columns):
+def progress_bar(*columns, disable: bool = False):
     """A rich progress bar on stderr; ``columns`` go between the count and the times."""
     from rich.console import Console
     from rich.progress import (
@@ -432,6 +432,7 @@ def progress_bar(*columns):
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),
+        disable=disable,
     )
 
 

@@ -58,6 +58,10 @@ class AccuracyDropError(EdgeResNetError):
 
     exit_code = 3  # not bad input (2): the run worked, its result is not good enough
 
+    def __init__(self, message: str, hint: str | None = None, *, report=None):
+        super().__init__(message, hint)
+        self.report = report  # the run's RunReport: the results still print
+
 
 def require(modules: tuple[str, ...], what: str, extra: str) -> None:
     """Fail with the pip extra to install when an optional backend is missing."""

@@ -15,6 +15,9 @@ The pipeline only sequences stages (edgeresnet/stages) and writes the run direct
       <target>/manifest.json  one directory per artifact
       <target>/<arch>-<target>.<ext>
 
+Under torchrun every process calls ``compress``: rank 0 runs everything above and writes
+it, the others take part in the training stages only (edgeresnet/distributed.py).
+
 The run is written in a hidden `.RUN.partial` directory and renamed into place when it
 succeeds. Interrupted during a stage, that directory stays: rerun with ``resume=True`` and
 finished stages are loaded, a training stage continues from its last finished epoch, and
@@ -32,16 +35,16 @@ from typing import Callable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import interrupts
+from . import distributed, interrupts
 from .data import ImageDataset, normalize, sample_pixels
 from .errors import AccuracyDropError, EdgeResNetError
 from .evaluate import Accuracy, agreement, evaluate
 from .export import Artifact, ExportConfig, Target, export
-from .manifest import AccuracySpec, read_manifest, write_manifest
+from .manifest import AccuracySpec, write_manifest
 from .model import Model
 from .recipes import Recipe
 from .report import ResultRow, RunReport, plot_stages
-from .rundir import resumable_directory
+from .rundir import partial_path, resumable_directory
 from .runner.bench import REFERENCE_NAME
 from .runner.host import host_info
 from .runner.runtimes import open_artifact
@@ -50,6 +53,8 @@ from .stage_runs import Source, StageRunner, run_identity
 from .stages.calibrate import CalibrationConfig, calibrate
 from .stages.load import check_labels
 from .stages.qat import TARGET_SCHEMES
+from .training.config import Execution, TrainConfig
+from .training.loop import check_precision
 
 
 class CompressOptions(BaseModel):
@@ -74,12 +79,15 @@ def compress(
     overwrite: bool = False,
     resume: bool = False,
     max_accuracy_drop: float | None = None,
+    execution: Execution = Execution(),
     log: Callable[[str], None] = lambda message: None,
-) -> RunReport:
+) -> RunReport | None:
     """Run ``recipe``'s stages on ``model`` and export the result to each target, evaluated on ``data``.
 
     ``train_data`` feeds the training stages, pruning's importance and int8 calibration
-    (``data`` calibrates when it is absent and nothing trains). Returns what report.json holds.
+    (``data`` calibrates when it is absent and nothing trains). Returns what report.json holds;
+    under torchrun, on rank 0 (the other processes train, write nothing and return None).
+    ``execution``: the device and loader of the training stages.
 
     An artifact that loses more than ``max_accuracy_drop`` points of top-1 against ``model``
     (default: the recipe's; none without a recipe) fails the run: it is written all the same,
@@ -88,6 +96,25 @@ def compress(
     check_labels(model.num_classes, data.classes)
     model = model.replace(labels=model.labels or data.classes)
     plan = _check_plan(recipe, targets, train_data)  # a wrong combination fails before any work
+    distributed.check_device(execution.device)
+    for _, config in plan.stages:
+        if isinstance(config, TrainConfig):
+            check_precision(config, execution.device)
+    with distributed.process_group(execution.device) as world:
+        if not world.is_main:
+            runner = StageRunner.follower(partial_path(Path(out)), execution)
+            current = model
+            for name, config in plan.stages:
+                current = runner.run(name, config, current, teacher=model, train=train_data, schemes=plan.schemes)
+            return None
+        return _lead(model, data, targets, Path(out), recipe, train_data, options, plan, overwrite=overwrite,
+                     resume=resume, max_accuracy_drop=max_accuracy_drop, execution=execution, log=log)
+
+
+def _lead(model: Model, data: ImageDataset, targets: list[Target], out: Path, recipe: Recipe | None,
+          train_data: ImageDataset | None, options: CompressOptions, plan: "_Plan", *, overwrite: bool,
+          resume: bool, max_accuracy_drop: float | None, execution: Execution, log) -> RunReport:
+    """compress on one process, or on rank 0 of several: every stage, every file."""
     calibration_config = plan.calibration or options.calibration
     seconds: dict[str, float] = {}
 
@@ -103,12 +130,16 @@ def compress(
             seconds[name] = round(time.perf_counter() - start, 3)
             log(f"{name} done in {seconds[name]:.1f} s")
 
+        world = distributed.world()
+        if world.distributed and plan.stages:
+            log(f"training stages run on {world.size} processes (torchrun), device {execution.device}")
         identity = run_identity(model, data, train_data, recipe, targets, options)
-        runner = StageRunner(run, identity, data, options.threads, options.batch_size, log)
+        runner = StageRunner(run, identity, data, options.threads, options.batch_size, log, execution)
         if recipe is not None:
             (run / "recipe.yaml").write_text(recipe.to_yaml())
         (run / "config.json").write_text(
-            json.dumps({"targets": [t.name for t in targets], "options": options.model_dump()}, indent=2) + "\n")
+            json.dumps({"targets": [t.name for t in targets], "options": options.model_dump(),
+                        "execution": {**execution.model_dump(), "processes": world.size}}, indent=2) + "\n")
         spec = model.preprocess
         with stage("evaluate-fp32"):
             baseline = runner.record_input(model)
@@ -134,14 +165,13 @@ def compress(
                                     calibration=calibration.pixels if calibration else None,
                                     config=options.export, threads=options.threads)
 
+        limit = max_accuracy_drop if max_accuracy_drop is not None else recipe.max_accuracy_drop if recipe else None
         rows = [_pytorch_row(model, baseline, normalize(samples[:1], spec), options)]
         for artifact in sorted(artifacts, key=lambda a: targets.index(a.target)):
             with stage(f"evaluate-{artifact.target.name}"):
                 rows.append(_artifact_row(artifact, data, fingerprint, spec, samples[:1], baseline,
-                                          sources[artifact.target], options))
-
-        limit = max_accuracy_drop if max_accuracy_drop is not None else recipe.max_accuracy_drop if recipe else None
-        failures = _mark_failures(rows, limit, run)
+                                          sources[artifact.target], options, limit))
+        failures = [reason for row in rows if (reason := _failure(row.target, row.delta_top1, limit))]
         records = runner.records
         (run / "stages.json").write_text(json.dumps([r.model_dump() for r in records], indent=2) + "\n")
         plot_stages(records, rows, run / "stages.png")
@@ -158,8 +188,8 @@ def compress(
     if failures:
         failed = AccuracyDropError(f"{failures[0]}{f' (and {len(failures) - 1} more)' if len(failures) > 1 else ''}; "
                                    f"the run is kept in {out}, marked failed in report.json and the manifests",
-                                   "train longer or prune less, or pass a larger --max-accuracy-drop knowingly")
-        failed.report = report
+                                   "train longer or prune less, or pass a larger --max-accuracy-drop knowingly",
+                                   report=report)
         raise failed
     return report
 
@@ -197,18 +227,12 @@ def _check_plan(recipe: Recipe | None, targets: list[Target], train_data: ImageD
     return _Plan(stages=stages, schemes=schemes, calibration=ptq.config if ptq else None)
 
 
-def _mark_failures(rows: list[ResultRow], limit: float | None, run: Path) -> list[str]:
-    """Why each artifact that lost more than ``limit`` points failed; its manifest says so too."""
-    failures = []
-    for row in rows:
-        if limit is None or row.delta_top1 is None or -row.delta_top1 <= limit + 1e-9:
-            continue
-        reason = (f"{row.target} lost {-row.delta_top1:.2f} points of top-1 against the input model, more than the "
-                  f"{limit:g} --max-accuracy-drop allows")
-        directory = run / row.target
-        write_manifest(read_manifest(directory).model_copy(update={"failed": reason}), directory)
-        failures.append(reason)
-    return failures
+def _failure(target: str, delta_top1: float | None, limit: float | None) -> str | None:
+    """Why a file that lost more than ``limit`` points of top-1 failed; None when it did not."""
+    if limit is None or delta_top1 is None or -delta_top1 <= limit + 1e-9:
+        return None
+    return (f"{target} lost {-delta_top1:.2f} points of top-1 against the input model, more than the "
+            f"{limit:g} --max-accuracy-drop allows")
 
 
 def _grouped(sources: dict[Target, Source]) -> list[tuple[Source, list[Target]]]:
@@ -242,8 +266,9 @@ def _pytorch_row(model: Model, baseline: Accuracy, one, options: CompressOptions
 
 
 def _artifact_row(artifact: Artifact, data: ImageDataset, fingerprint: str, spec, pixels, baseline: Accuracy,
-                  source: Source, options) -> ResultRow:
-    """Evaluate and time one artifact; `pixels` is the image (uint8 NHWC RGB) it is timed on."""
+                  source: Source, options, limit: float | None) -> ResultRow:
+    """Evaluate and time one artifact; `pixels` is the image (uint8 NHWC RGB) it is timed on. Its
+    manifest learns its accuracy, and whether it failed the ``limit`` on lost top-1."""
     file = str(Path(artifact.target.name) / artifact.path.name)
     # The manifest learns what the artifact was measured to do; the runner checks against it later.
     update = {"baseline": _accuracy_spec(baseline, fingerprint)}
@@ -257,12 +282,14 @@ def _artifact_row(artifact: Artifact, data: ImageDataset, fingerprint: str, spec
     accuracy = evaluate(runtime, data, spec, batch_size=options.batch_size, progress=artifact.target.name,
                         layout=runtime.input_layout, normalized=not runtime.image_input)
     update["accuracy"] = _accuracy_spec(accuracy, fingerprint)
+    delta = round(accuracy.top1 - baseline.top1, 4)
+    update["failed"] = _failure(artifact.target.name, delta, limit)
     write_manifest(artifact.manifest.model_copy(update=update), artifact.directory)
     raw = runtime.to_raw(pixels if runtime.image_input else normalize(pixels, spec))
     latency = measure_latency(lambda: runtime.invoke(raw), runs=options.latency_runs, warmup=options.latency_warmup)
     return ResultRow(
         target=artifact.target.name, file=file, size_bytes=artifact.manifest.size_bytes,
-        top1=accuracy.top1, top5=accuracy.top5, delta_top1=round(accuracy.top1 - baseline.top1, 4),
+        top1=accuracy.top1, top5=accuracy.top5, delta_top1=delta,
         agreement=round(agreement(accuracy.predictions, baseline.predictions), 3), latency=latency.to_dict(),
         source=source.stage, source_agreement=round(agreement(accuracy.predictions, source.predictions), 3),
     )

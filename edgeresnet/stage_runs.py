@@ -5,6 +5,11 @@ distill) saves its model there and writes ``metrics.json`` last: with that file 
 a resumed run loads the model instead of running the stage again. Training stages keep
 ``checkpoints/`` (one per finished epoch), from which an interrupted stage continues;
 qat, whose simulator is rebuilt around its checkpoint, always takes that path.
+
+Under torchrun every process runs the same stages in the same order; rank 0 decides
+whether a stage is finished, runs the stages that do not train (prune) alone, and hands
+its model to the others; distill and qat train on every process. Only rank 0 evaluates
+and writes.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Callable
 import numpy as np
 from pydantic import BaseModel
 
+from . import distributed
 from .data import ImageDataset
 from .errors import EdgeResNetError
 from .evaluate import Accuracy, evaluate
@@ -29,6 +35,7 @@ from .models.summary import count_macs, count_params
 from .report import StageRecord
 from .saving import WEIGHTS_NAME, save
 from .stages.qat import TARGET_SCHEMES
+from .training.config import Execution
 
 IDENTITY_NAME = "run.json"
 METRICS_NAME = "metrics.json"
@@ -63,14 +70,23 @@ def _as_json(value: dict) -> dict:
 
 
 class StageRunner:
-    def __init__(self, run: Path, identity: dict, data: ImageDataset, threads: int, batch_size: int,
-                 log: Callable[[str], None]):
+    def __init__(self, run: Path, identity: dict | None, data: ImageDataset | None, threads: int, batch_size: int,
+                 log: Callable[[str], None], execution: Execution = Execution()):
         self.root = run / "stages"
         self.data, self.threads, self.batch_size, self.log = data, threads, batch_size, log
+        self.execution = execution
+        self.main = distributed.world().is_main  # the others only train, and write nothing
         self.records: list[StageRecord] = []
         self._chain: list[Source] = []  # the float models, input first
         self._qat: dict[str, Source] = {}  # per int8 scheme
-        _check_identity(run / IDENTITY_NAME, identity)
+        self._numbered = 1  # stage directories are numbered in order; the input model is 00
+        if self.main:
+            _check_identity(run / IDENTITY_NAME, identity)
+
+    @classmethod
+    def follower(cls, run: Path, execution: Execution) -> "StageRunner":
+        """For a process other than rank 0: it takes part in the training stages of the run rank 0 writes."""
+        return cls(run, None, None, 0, 0, lambda message: None, execution)
 
     @staticmethod
     def has_progress(run: Path) -> bool:
@@ -91,12 +107,14 @@ class StageRunner:
         if name == "prune":
             from .stages.prune import prune
 
-            return self._saved("prune", current, lambda directory: (prune(current, config, data=train), []))
+            return self._saved("prune", current, lambda directory: (prune(current, config, data=train), []),
+                               trains=False)
         if name == "distill":
             from .stages.distill import distill
 
             return self._saved("distill", current, lambda directory: distill(
-                current, teacher, config, train, checkpoint_dir=directory / "checkpoints", log=self.log))
+                current, teacher, config, train, checkpoint_dir=directory / "checkpoints", log=self.log,
+                execution=self.execution), trains=True)
         if name == "qat":
             for scheme in schemes:
                 self._trained_qat(scheme, config, current, teacher, train)
@@ -108,23 +126,34 @@ class StageRunner:
         return {t: self._qat.get(TARGET_SCHEMES.get(t.name, ""), self._chain[-1]) for t in targets}
 
     def _directory(self, name: str) -> Path:
-        directory = self.root / f"{len(self.records):02d}-{name}"
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = self.root / f"{self._numbered:02d}-{name}"
+        if self.main:
+            directory.mkdir(parents=True, exist_ok=True)
+        self._numbered += 1
         return directory
 
-    def _saved(self, name: str, before: Model, produce) -> Model:
-        """A stage whose float model is saved: loaded from a finished run, else produced and saved."""
+    def _saved(self, name: str, before: Model, produce, trains: bool) -> Model:
+        """A stage whose float model is saved: loaded from a finished run, else produced and saved.
+        Under torchrun a training stage runs on every process, another on rank 0 alone; either
+        way every process continues with rank 0's model."""
         directory = self._directory(name)
+        finished = distributed.share(lambda: (directory / METRICS_NAME).exists())
+        start = time.perf_counter()
+        produced = produce(directory) if not finished and (trains or self.main) else None
+        model = self._kept(name, before, directory, produced, start) if self.main else None
+        return distributed.share(lambda: model)
+
+    def _kept(self, name: str, before: Model, directory: Path, produced, start: float) -> Model:
+        """Rank 0's side of a saved stage: the model loaded, or the one produced evaluated and saved."""
         metrics = directory / METRICS_NAME
-        if metrics.exists():
+        if produced is None:
             module, spec = load_with_spec(directory / WEIGHTS_NAME)
             model = before.replace(module=module, plan=spec.plan)
             record = StageRecord(**json.loads(metrics.read_text()))
             self.log(f"{name}: finished in the interrupted run; loaded from {directory}")
             predictions = np.load(directory / PREDICTIONS_NAME)
         else:
-            start = time.perf_counter()
-            model, history = produce(directory)
+            model, history = produced
             accuracy = self._evaluate(model, f"{name} top-1")
             record = _record(name, model, accuracy, time.perf_counter() - start, history)
             predictions = accuracy.predictions
@@ -142,7 +171,9 @@ class StageRunner:
         directory = self._directory(name)
         start = time.perf_counter()
         model, history = qat(current, config, train, scheme=scheme, teacher=teacher,
-                             checkpoint_dir=directory / "checkpoints", log=self.log)
+                             checkpoint_dir=directory / "checkpoints", log=self.log, execution=self.execution)
+        if not self.main:
+            return
         accuracy = self._evaluate(model, f"{name} top-1 (simulated int8)")
         metrics = directory / METRICS_NAME
         seconds = time.perf_counter() - start

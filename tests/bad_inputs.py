@@ -259,6 +259,12 @@ CASES = [
     Case("batch size 1 while batch norm trains", "recipe",
          lambda r: compress(demo_weights(), images(r), "--train-data", images(r), "--recipe", "qat-int8",
                             "-o", "qat.batch_size=1", target="tflite-int8"), "batch_size"),
+    # Training hardware
+    Case("training device this machine lacks", "device",
+         lambda r: compress(demo_weights(), images(r), "--device", "mps"), "--device mps"),
+    Case("float16 training on a CPU", "device",
+         lambda r: compress(demo_weights(), images(r), "--train-data", images(r), "--recipe", "qat-int8",
+                            "-o", "qat.precision=fp16", target="tflite-int8"), "fp16"),
     # Output
     Case("output directory already holds a run", "output", _held_run, "--overwrite"),
     Case("output directory that cannot be created", "output", _unwritable_out, "--out"),

@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 from edgeresnet.manifest import read_manifest
-from edgeresnet.pipeline import _mark_failures
-from edgeresnet.report import ResultRow
+from edgeresnet.pipeline import _failure
 
 from helpers import run_cli
 
@@ -39,12 +38,9 @@ def test_a_run_that_loses_too_much_accuracy_fails_and_keeps_its_files(tmp_path):
     assert (out / "onnx" / "resnet20-onnx.onnx").exists()
 
 
-def _row(target: str, delta: float | None) -> ResultRow:
-    return ResultRow(target=target, file=None, size_bytes=1, top1=None if delta is None else 90 + delta, top5=None,
-                     delta_top1=delta, agreement=None, latency=None)
-
-
-def test_the_guard_allows_exactly_the_limit_and_skips_files_not_run(tmp_path):
-    rows = [_row("pytorch-fp32", 0.0), _row("tflite-int8", -1.0), _row("coreml-fp16", None), _row("onnx", 0.5)]
-    assert _mark_failures(rows, 1.0, tmp_path) == []  # a drop of exactly the limit passes
-    assert _mark_failures(rows, None, tmp_path) == []  # no limit, no check
+def test_the_guard_allows_exactly_the_limit_and_skips_files_not_run():
+    assert _failure("tflite-int8", -1.0, 1.0) is None  # a drop of exactly the limit passes
+    assert _failure("tflite-int8", -1.01, 1.0).startswith("tflite-int8 lost 1.01 points")
+    assert _failure("coreml-fp16", None, 1.0) is None  # not run here: nothing to judge
+    assert _failure("onnx", 0.5, 1.0) is None
+    assert _failure("tflite-int8", -50.0, None) is None  # no limit, no check

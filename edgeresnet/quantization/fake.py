@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .. import distributed
+
 ACT_MIN, ACT_MAX = -128, 127
 WEIGHT_MAX = 127
 _TINY = 1e-8
@@ -53,6 +55,9 @@ class ActivationQuantizer(nn.Module):
     @torch.no_grad()
     def observe(self, x: Tensor) -> None:
         low, high = torch.aminmax(x.detach())
+        if distributed.is_syncing():  # under torchrun: the range of the whole global batch
+            low = distributed.all_reduce(low.double(), "min").to(self.min.dtype)
+            high = distributed.all_reduce(high.double(), "max").to(self.max.dtype)
         if not bool(self.seen):
             self.min.copy_(low)
             self.max.copy_(high)
@@ -83,7 +88,7 @@ def fake_quantize_weight(weight: Tensor) -> Tensor:
         shape = (-1,) + (1,) * (weight.ndim - 1)
         q = torch.clamp(torch.round(weight / scale.reshape(shape)), -WEIGHT_MAX, WEIGHT_MAX)
         return weight + (q * scale.reshape(shape) - weight).detach()
-    zero_point = torch.zeros(scale.shape, dtype=torch.int32)
+    zero_point = torch.zeros(scale.shape, dtype=torch.int32, device=scale.device)
     return torch.fake_quantize_per_channel_affine(weight, scale, zero_point, 0, -WEIGHT_MAX, WEIGHT_MAX)
 
 

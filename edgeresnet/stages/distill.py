@@ -21,12 +21,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from .. import distributed
 from ..data import ImageDataset
 from ..errors import EdgeResNetError
 from ..evaluate import evaluate
 from ..model import Model
 from ..preprocess import Preprocess
-from ..training.config import TrainConfig
+from ..training.config import Execution, TrainConfig
 from ..training.data import TrainBatches
 from ..training.losses import FeatureDistiller, distillation_objective
 from ..training.loop import EpochRecord, fit
@@ -51,14 +52,16 @@ def distill(
     checkpoint_dir: Path | None = None,
     validation: ImageDataset | None = None,
     log: Callable[[str], None] = lambda message: None,
+    execution: Execution = Execution(),
 ) -> tuple[Model, list[EpochRecord]]:
     """``student`` trained to imitate ``teacher`` on ``data``, and the history of its epochs
-    (with top-1 on ``validation`` after each one, when given)."""
+    (with top-1 on ``validation`` after each one, when given). Under torchrun, every process
+    calls it (see edgeresnet/distributed.py)."""
     _check_pair(student, teacher)
     check_labels(student.num_classes, data.classes)
     if validation is not None:
         check_labels(student.num_classes, validation.classes)
-    batches = TrainBatches(data, student.preprocess, config)
+    batches = TrainBatches(data, student.preprocess, config, execution=execution)
     module = student.copy_module()
     # A private, frozen copy: hooks and eval mode must not touch the caller's teacher.
     teacher_module = copy.deepcopy(teacher.module).eval().requires_grad_(False)
@@ -66,13 +69,15 @@ def distill(
     if config.feature_weight > 0:
         features = FeatureDistiller(module, teacher_module, student.preprocess.input_size, seed=config.seed)
 
+    teacher_module.to(distributed.training_device(execution.device))  # fit moves the student
     feature_term = None if features is None else (lambda: config.feature_weight * features.loss())
     loss_fn = distillation_objective(teacher_module, config.alpha, config.temperature, feature_term)
 
     validate = None if validation is None else functools.partial(_top1, validation, student.preprocess)
     try:
         history = fit(module, batches, config, loss_fn, extra_parameters=[] if features is None else [features],
-                      checkpoint_dir=checkpoint_dir, validate=validate, progress="Distilling", log=log)
+                      checkpoint_dir=checkpoint_dir, validate=validate, progress="Distilling", log=log,
+                      execution=execution)
     finally:
         if features is not None:
             features.remove()  # the hooks hold the student copy that is returned

@@ -21,10 +21,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from .. import distributed
 from ..data import ImageDataset, normalize, sample_pixels
 from ..errors import EdgeResNetError
 from ..model import Model, QatState
-from ..training.config import TrainConfig
+from ..training.config import Execution, TrainConfig
 from ..training.data import TrainBatches
 from ..training.loop import EpochRecord, fit
 from ..training.losses import distillation_objective
@@ -59,6 +60,7 @@ def qat(
     checkpoint_dir: Path | None = None,
     validate: Callable[[nn.Module], float] | None = None,
     log: Callable[[str], None] = lambda message: None,
+    execution: Execution = Execution(),
 ) -> tuple[Model, list[EpochRecord]]:
     """``model`` trained for ``scheme``'s int8 arithmetic on ``data`` (``config.scheme`` unless
     it is "auto"), distilled from ``teacher`` (default: ``model`` itself, in float)."""
@@ -68,10 +70,11 @@ def qat(
                               "run qat on the float model")
     check_labels(model.num_classes, data.classes)
     simulator = importlib.import_module(f"edgeresnet.quantization.{scheme}")
-    batches = TrainBatches(data, model.preprocess, config)
+    batches = TrainBatches(data, model.preprocess, config, execution=execution)
     pixels = sample_pixels(data, model.preprocess, min(config.calibration_images, len(data)), seed=config.seed)
     module = simulator.prepare_for_training(model.module, torch.from_numpy(normalize(pixels, model.preprocess)))
     teacher_module = copy.deepcopy((teacher or model).module).eval().requires_grad_(False)
+    teacher_module.to(distributed.training_device(execution.device))  # fit moves the student
     freeze_at = None
 
     loss_fn = distillation_objective(teacher_module, config.alpha, config.temperature)
@@ -84,7 +87,7 @@ def qat(
             simulator.freeze_batch_norm(module)
 
     history = fit(module, batches, config, loss_fn, checkpoint_dir=checkpoint_dir, on_step=on_step,
-                  validate=validate, progress=f"QAT ({scheme})", log=log)
+                  validate=validate, progress=f"QAT ({scheme})", log=log, execution=execution)
     if freeze_at is None:  # a run resumed after its last epoch takes no step
         simulator.freeze_batch_norm(module)
     qat_module, float_module = simulator.finish(module, model.module)

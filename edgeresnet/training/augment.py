@@ -1,7 +1,10 @@
 """Training augmentation on batched NCHW tensors, every random draw from one generator.
 
 Drawing from a ``torch.Generator`` the caller seeds per epoch (never the global RNG)
-makes an epoch's augmentation the same whether or not the run was resumed.
+makes an epoch's augmentation the same whether or not the run was resumed. Under torchrun
+each process holds a slice of the global batch (``part``: which images of how many): the
+draws are made for the whole batch and the slice's applied, so an image is augmented the
+same on however many processes.
 
 * ``crop-flip`` (CIFAR): pad by 1/8 of the side, crop back to size at a random offset,
   flip half the images. Pass normalised floats: the padding is zeros, which after
@@ -38,29 +41,36 @@ def resolve(augment: str, input_size: int) -> Mode:
     return augment  # type: ignore[return-value]
 
 
-def augment(x: torch.Tensor, mode: Mode, generator: torch.Generator) -> torch.Tensor:
-    """Apply ``mode`` to a batch (N, C, H, W); returns a new tensor of the same shape."""
+def augment(x: torch.Tensor, mode: Mode, generator: torch.Generator, part: slice | None = None,
+            total: int | None = None) -> torch.Tensor:
+    """Apply ``mode`` to a batch (N, C, H, W); returns a new tensor of the same shape.
+
+    ``x`` may be images ``part`` of a batch of ``total``: drawn for all, applied to those.
+    """
+    part, total = (slice(0, len(x)), len(x)) if part is None else (part, total)
     if mode == "crop-flip":
-        return crop_flip(x, generator)
+        return crop_flip(x, generator, part=part, total=total)
     if mode == "resize-crop-flip":
-        return random_flip(resized_crop(x, generator), generator)
+        return random_flip(resized_crop(x, generator, part=part, total=total), generator, part, total)
     if mode == "none":
         return x
     raise ValueError(f"unknown augmentation mode {mode!r}")
 
 
-def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int | None = None) -> torch.Tensor:
+def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int | None = None, *, part: slice | None = None,
+              total: int | None = None) -> torch.Tensor:
     """Zero-pad by ``pad`` (default side // 8), crop back at random offsets, flip half.
 
     One gather for the whole batch: each output pixel's source row and column in the
     padded batch is computed per image, with the column order reversed for flipped ones.
     """
     n, _, height, width = x.shape
+    part, total = (slice(0, n), n) if part is None else (part, total)
     pad = max(1, min(height, width) // 8) if pad is None else pad
     padded = F.pad(x, (pad, pad, pad, pad))
-    top = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    left = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    flip = torch.rand(n, generator=generator) < 0.5
+    top = torch.randint(0, 2 * pad + 1, (total,), generator=generator)[part]
+    left = torch.randint(0, 2 * pad + 1, (total,), generator=generator)[part]
+    flip = (torch.rand(total, generator=generator) < 0.5)[part]
     rows = top[:, None] + torch.arange(height)  # (N, H)
     columns = torch.arange(width).expand(n, width)
     columns = left[:, None] + torch.where(flip[:, None], columns.flip(1), columns)  # (N, W)
@@ -70,9 +80,11 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int | None = Non
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def random_flip(x: torch.Tensor, generator: torch.Generator, part: slice | None = None,
+                total: int | None = None) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2."""
-    flip = torch.rand(len(x), generator=generator) < 0.5
+    flip = torch.rand(len(x) if part is None else total, generator=generator) < 0.5
+    flip = flip if part is None else flip[part]
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
@@ -100,15 +112,18 @@ def crop_box(height: int, width: int, generator: torch.Generator) -> tuple[int, 
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def resized_crop(x: torch.Tensor, generator: torch.Generator, size: int | None = None) -> torch.Tensor:
+def resized_crop(x: torch.Tensor, generator: torch.Generator, size: int | None = None, *,
+                 part: slice | None = None, total: int | None = None) -> torch.Tensor:
     """A random crop of each image, resized (bilinear, antialiased) to ``size`` square
     (default: the input's height). One image at a time: every crop has its own shape."""
     _, _, height, width = x.shape
     size = height if size is None else size
     source = x.float()
+    part = slice(0, len(x)) if part is None else part
+    # Every image of the batch draws its box (the number of draws varies), in order; this part's are kept.
+    boxes = [crop_box(height, width, generator) for _ in range(len(x) if total is None else total)][part]
     crops = []
-    for image in source:
-        top, left, h, w = crop_box(height, width, generator)
+    for image, (top, left, h, w) in zip(source, boxes):
         crop = image[None, :, top : top + h, left : left + w]
         crops.append(F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True))
     out = torch.cat(crops)

@@ -26,4 +26,31 @@ class TrainConfig(BaseModel):
     # stay float32). On CPUs with AMX or AVX512-BF16 a distillation step of a pruned ResNet-56
     # took 0.36 s instead of 0.63 s. For qat it makes training's simulation of int8 inexact
     # (evaluation and export stay float32).
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # fp16: float16 autocast with loss scaling, on CUDA GPUs only; bf16 is the mixed precision
+    # of CPUs and of GPUs since Ampere.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # Under torchrun: batch norm normalises with the statistics of the whole global batch
+    # instead of each process's slice of it (the same result as one process; worth it when a
+    # process's slice is small, under 32 images, say). No effect on one process.
+    sync_batchnorm: bool = False
+
+
+class Execution(BaseModel):
+    """Where and how the training stages run: the speed, not the result (beyond float rounding).
+
+    Not part of a recipe nor of a run's identity, so a run may resume on other hardware.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    device: Literal["cpu", "cuda", "mps"] = "cpu"
+    # Threads that decode large images (ImageNet-size JPEGs, per batch); default min(4, cores).
+    workers: int | None = Field(default=None, ge=1, le=64)
+    # Batches prepared ahead of the training step on a background thread; 0 prepares each in the
+    # loop. Default: 2 when training on a GPU (the CPU is free meanwhile), 0 on the CPU, where the
+    # thread competes with training for the cores: on 2 cores it made a ResNet-20 epoch 10-30%
+    # slower and saved 1% of waiting (benchmarks/training.py).
+    prefetch: int | None = Field(default=None, ge=0, le=64)
+
+    @property
+    def prefetch_batches(self) -> int:
+        return self.prefetch if self.prefetch is not None else (0 if self.device == "cpu" else 2)

@@ -7,6 +7,11 @@ readable one. Because every epoch's data order, augmentation and global RNG are 
 by the epoch's number (and the optimiser state, step count and batch-norm statistics are
 in the checkpoint), a run that was killed and restarted ends with bit-identical weights
 to one that was not.
+
+Under torchrun the module trains wrapped in DistributedDataParallel, each process on its
+slice of every global batch (training/data.py); rank 0 alone reads and writes checkpoints
+and hands what it resumed from to the others. Each epoch's loss and accuracy are those of
+the global batches. ``Execution`` says on which device, with how many loader threads.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import distributed
 from ..data import progress_bar
 from ..errors import EdgeResNetError
-from .config import TrainConfig
+from .config import Execution, TrainConfig
 from .data import TrainBatches, epoch_seed
+from .sync_batchnorm import globalized, plain
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -44,6 +51,8 @@ class EpochRecord:
     lr: float  # at the epoch's last step
     seconds: float
     val_top1: float | None = None
+    # Of `seconds`, how long the step waited for its batch: the loader's shortfall.
+    data_wait_seconds: float = 0.0
 
 
 def fit(
@@ -58,75 +67,137 @@ def fit(
     validate: Callable[[nn.Module], float] | None = None,
     progress: str = "train",
     log: Callable[[str], None] = lambda message: None,
+    execution: Execution = Execution(),
 ) -> list[EpochRecord]:
     """Train ``module`` in place for ``config.epochs`` epochs; the history of every epoch.
 
     ``extra_parameters``: modules trained alongside (e.g. feature adapters) and saved in
     the checkpoints. ``on_step(step, total_steps)`` runs before each step; ``validate``
-    gives a top-1 percent after each epoch.
+    gives a top-1 percent after each epoch. ``loss_fn`` gets the inputs on the training
+    device, where it must keep what it adds (a teacher). The module ends on the CPU.
     """
+    world = distributed.world()
+    device = distributed.training_device(execution.device)
+    check_precision(config, device.type)
     steps = len(batches)
     total = config.epochs * steps
-    optimizer = _optimizer(config, [module, *extra_parameters])
     signature = _signature(config, module, extra_parameters, batches)
+    for m in (module, *extra_parameters):
+        m.to(device)
+    if config.sync_batchnorm and world.distributed:
+        globalized(module)
+    optimizer = _optimizer(config, [module, *extra_parameters])
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     history: list[EpochRecord] = []
-    if checkpoint_dir is not None:
+    if checkpoint_dir is not None and world.is_main:
         checkpoint_dir = Path(checkpoint_dir)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        state = _resume(checkpoint_dir, signature, steps, log)
-        if state is not None:
-            module.load_state_dict(state["model"])
-            for extra, extra_state in zip(extra_parameters, state["extra"]):
-                extra.load_state_dict(extra_state)
-            optimizer.load_state_dict(state["optimizer"])
-            history = [EpochRecord(**record) for record in state["history"]]
+    # Rank 0 reads the checkpoint (its errors end the job there); every process loads the same state.
+    state = distributed.share(lambda: _resume(checkpoint_dir, signature, steps, log) if checkpoint_dir else None)
+    if state is not None:
+        module.load_state_dict(state["model"])
+        for extra, extra_state in zip(extra_parameters, state["extra"]):
+            extra.load_state_dict(extra_state)
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        history = [EpochRecord(**record) for record in state["history"]]
     module.train()
-    with _progress_bar() as bar:
-        task = bar.add_task(progress, total=total, completed=len(history) * steps, loss=math.nan)
-        for epoch in range(len(history), config.epochs):
-            bar.update(task, description=f"{progress} {epoch + 1}/{config.epochs}")
-            # Whatever loss_fn draws from the global RNG (dropout, say) is seeded per epoch
-            # too, without touching the caller's RNG.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(epoch_seed(config.seed, epoch, stream=1))
-                record = _epoch(module, batches, config, loss_fn, optimizer, epoch, total, on_step,
-                                lambda loss: bar.update(task, advance=1, loss=loss))
-            if validate is not None:
-                record.val_top1 = _validated(module, validate)
-            history.append(record)
-            log(_summary(record, config.epochs))
-            if checkpoint_dir is not None:
-                _save(checkpoint_dir, signature, module, extra_parameters, optimizer, history, steps)
+    trained = _parallel(module, device) if world.distributed else module
+    try:
+        with _progress_bar(world.is_main) as bar, distributed.syncing():
+            task = bar.add_task(progress, total=total, completed=len(history) * steps, loss=math.nan)
+            for epoch in range(len(history), config.epochs):
+                bar.update(task, description=f"{progress} {epoch + 1}/{config.epochs}")
+                # Whatever loss_fn draws from the global RNG (dropout, say) is seeded per epoch
+                # too, without touching the caller's RNG.
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(epoch_seed(config.seed, epoch, stream=1))
+                    record = _epoch(trained, batches, config, loss_fn, optimizer, scaler, extra_parameters, device,
+                                    epoch, total, on_step, lambda loss: bar.update(task, advance=1, loss=loss))
+                if validate is not None and world.is_main:
+                    record.val_top1 = _validated(module, validate)
+                history.append(record)
+                log(_summary(record, config.epochs))
+                if checkpoint_dir is not None and world.is_main:
+                    _save(checkpoint_dir, signature, module, extra_parameters, optimizer, scaler, history, steps)
+    finally:
+        plain(module)
+        for m in (module, *extra_parameters):
+            m.to("cpu")
     return history
 
 
-def _epoch(module, batches, config, loss_fn, optimizer, epoch, total, on_step, advance) -> EpochRecord:
+def _parallel(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module`` under DistributedDataParallel; it starts from rank 0's weights and buffers."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def check_precision(config: TrainConfig, device: str) -> None:
+    """A one-line error when ``config``'s precision cannot train on ``device`` (cpu, cuda, mps)."""
+    if config.precision == "fp16" and device != "cuda":
+        raise EdgeResNetError(f"precision fp16 trains on CUDA GPUs only, and this run trains on {device}",
+                              "set the stage's precision to bf16 (CPUs with AVX512-BF16 or AMX) or fp32, "
+                              "or pass --device cuda")
+
+
+def _epoch(module, batches, config, loss_fn, optimizer, scaler, extras, device, epoch, total, on_step,
+           advance) -> EpochRecord:
     started = time.perf_counter()
     steps = len(batches)
-    loss_sum, right, seen, lr = 0.0, 0, 0, 0.0
-    for index, (inputs, labels) in enumerate(batches.epoch(epoch)):
-        step = epoch * steps + index
-        if on_step is not None:
-            on_step(step, total)
-        lr = learning_rate(config, step, steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-            loss, logits = loss_fn(module, inputs, labels)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise EdgeResNetError(
-                f"training diverged: the loss became {value} at epoch {epoch + 1}, step {index + 1}",
-                "lower lr, or add warmup_epochs",
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += value
-        right += int((logits.detach().argmax(1) == labels).sum())
-        seen += len(labels)
-        advance(loss_sum / (index + 1))
-    return EpochRecord(epoch + 1, loss_sum / steps, 100.0 * right / seen, lr, time.perf_counter() - started)
+    world = distributed.world()
+    sums = torch.zeros(3, dtype=torch.float64)  # loss x images, right, images: of the global batches
+    lr, waited = 0.0, 0.0
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+    loader = batches.epoch(epoch)
+    try:
+        for index in range(steps):
+            asked = time.perf_counter()
+            inputs, labels = next(loader)
+            waited += time.perf_counter() - asked
+            inputs, labels = inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            step = epoch * steps + index
+            if on_step is not None:
+                on_step(step, total)
+            lr = learning_rate(config, step, steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                loss, logits = loss_fn(module, inputs, labels)
+            right = (logits.detach().argmax(1) == labels).sum()
+            step_sums = torch.stack([loss.detach().double() * len(labels), right.double(),
+                                     torch.tensor(len(labels), dtype=torch.float64, device=device)])
+            if world.distributed:  # on the device: NCCL reduces GPU tensors only
+                distributed.all_reduce(step_sums)  # every process sees the global batch's loss, and stops together
+            step_sums = step_sums.cpu()
+            value = float(step_sums[0] / step_sums[2])
+            if not math.isfinite(value):
+                raise EdgeResNetError(
+                    f"training diverged: the loss became {value} at epoch {epoch + 1}, step {index + 1}",
+                    "lower lr, or add warmup_epochs",
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if world.distributed:
+                _average_gradients(extras)  # DDP averages the module's; modules trained beside it are ours to
+            scaler.step(optimizer)
+            scaler.update()
+            sums += step_sums
+            advance(float(sums[0] / sums[2]))
+    finally:
+        loader.close()  # the prefetching thread stops with it
+    return EpochRecord(epoch + 1, float(sums[0] / sums[2]), 100.0 * float(sums[1] / sums[2]), lr,
+                       time.perf_counter() - started, data_wait_seconds=round(waited, 3))
+
+
+def _average_gradients(modules: Sequence[nn.Module]) -> None:
+    size = distributed.world().size
+    for module in modules:
+        for parameter in module.parameters():
+            if parameter.grad is not None:
+                distributed.all_reduce(parameter.grad).div_(size)
 
 
 def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -226,7 +297,7 @@ def _resume(directory: Path, signature: str, steps: int, log: Callable[[str], No
 
 
 def _save(directory: Path, signature: str, module: nn.Module, extras: Sequence[nn.Module],
-          optimizer: torch.optim.Optimizer, history: list[EpochRecord], steps: int) -> None:
+          optimizer: torch.optim.Optimizer, scaler, history: list[EpochRecord], steps: int) -> None:
     """Write this epoch's checkpoint atomically (a kill mid-write leaves the previous one
     intact), then delete all but the newest few."""
     epoch = len(history)
@@ -240,6 +311,7 @@ def _save(directory: Path, signature: str, module: nn.Module, extras: Sequence[n
             "model": module.state_dict(),
             "extra": [m.state_dict() for m in extras],
             "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "history": [asdict(record) for record in history],
         },
         temporary,
@@ -249,7 +321,7 @@ def _save(directory: Path, signature: str, module: nn.Module, extras: Sequence[n
         old.unlink(missing_ok=True)
 
 
-def _progress_bar():
+def _progress_bar(show: bool):
     from rich.progress import TextColumn
 
-    return progress_bar(TextColumn("loss {task.fields[loss]:.4f}"))
+    return progress_bar(TextColumn("loss {task.fields[loss]:.4f}"), disable=not show)
