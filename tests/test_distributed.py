@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import make_image_folder, make_tiny_compress_inputs, run_cli
+from helpers import free_port, make_image_folder, make_tiny_compress_inputs, run_cli
 
 RECIPE = """
 name: ddp-check
@@ -95,12 +94,6 @@ def _train(rank: int, world: int, port: int, root: str) -> None:
         torch.save(results, Path(root) / f"{world}.pt")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _largest_difference(a: dict, b: dict) -> float:
     return max(float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].is_floating_point())
 
@@ -116,7 +109,7 @@ def test_two_processes_train_exactly_as_one_in_float64(images):
     import torch.multiprocessing as mp
 
     mp.spawn(_train, args=(1, 0, str(images)), nprocs=1)
-    mp.spawn(_train, args=(2, _free_port(), str(images)), nprocs=2)
+    mp.spawn(_train, args=(2, free_port(), str(images)), nprocs=2)
     one, two = (torch.load(images / f"{world}.pt", weights_only=True) for world in (1, 2))
     for scheme in (None, "tflite", "openvino"):  # plain training, QAT for TFLite, QAT for OpenVINO (NNCF)
         reference, synced = one[f"True-{scheme}"], two[f"True-{scheme}"]

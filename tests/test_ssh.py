@@ -23,19 +23,13 @@ from edgeresnet.assets import DEMO_DATA, DEMO_MODEL
 from edgeresnet.data import open_dataset
 from edgeresnet.runner.bench import BenchReport
 
-from helpers import REPO, error_line, run_cli
+from helpers import REPO, error_line, free_port, run_cli
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 if not Path(SSHD).exists():
     if os.environ.get("CI"):
         pytest.fail("sshd is missing: .ci/run installs openssh-server", pytrace=False)
     pytest.skip("sshd (openssh-server) is not installed", allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +46,7 @@ def device(tmp_path_factory):
     (fakebin / "df").write_text("#!/bin/sh\necho 'Filesystem 1024-blocks Used Available Capacity Mounted on'\n"
                                 "echo '/dev/full 1000000 999488 512 100% /'\n")
     (fakebin / "df").chmod(0o755)
-    port, full_port = _free_port(), _free_port()
+    port, full_port = free_port(), free_port()
     (root / "sshd_config").write_text(f"""
 ListenAddress 127.0.0.1:{port}
 ListenAddress 127.0.0.1:{full_port}
@@ -77,7 +71,7 @@ Match LocalPort {full_port}
                                          f"{(root / f'{key}.pub').read_text().split()[1]}\n" for p in (port, full_port)))
     (root / "stranger_hosts").write_text("")
     hosts = {"edgeresnet-device": (port, "known_hosts"), "full-device": (full_port, "known_hosts"),
-             "unreachable-device": (_free_port(), "known_hosts"), "impostor-device": (port, "impostor_hosts"),
+             "unreachable-device": (free_port(), "known_hosts"), "impostor-device": (port, "impostor_hosts"),
              "stranger-device": (port, "stranger_hosts")}
     # StrictHostKeyChecking no here: edgeresnet's own command line must override it.
     (root / "ssh_config").write_text("".join(f"""

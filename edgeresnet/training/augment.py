@@ -47,7 +47,6 @@ def augment(x: torch.Tensor, mode: Mode, generator: torch.Generator, part: slice
 
     ``x`` may be images ``part`` of a batch of ``total``: drawn for all, applied to those.
     """
-    part, total = (slice(0, len(x)), len(x)) if part is None else (part, total)
     if mode == "crop-flip":
         return crop_flip(x, generator, part=part, total=total)
     if mode == "resize-crop-flip":
