@@ -20,7 +20,7 @@ in its report.json (no process start-up), and its row says so.
 
 Writes benchmarks/results/targets-vs-raw-<model>.json; benchmarks/tables.py renders them.
 With ptq-int8 only, about 6 minutes per model; qat-int8 adds about 40 minutes for ResNet-20,
-prune-distill-qat-int8 about an hour for ResNet-56.
+prune-distill-qat-int8 about 90 minutes for ResNet-56 (to both targets).
 """
 
 from __future__ import annotations
