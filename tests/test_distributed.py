@@ -224,6 +224,9 @@ def test_a_batch_that_does_not_split_over_the_processes_is_an_error(images, monk
         assert torch.equal(my_labels, labels[5:10])
 
 
+# The producer thread must end cleanly for any iterator, not only generators (an error in it
+# would otherwise pass unseen: threads' exceptions are only warnings).
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_prefetching_keeps_order_and_passes_errors_on():
     from edgeresnet.training.data import prefetched
 

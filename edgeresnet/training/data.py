@@ -157,7 +157,9 @@ def prefetched(items: Iterator, depth: int) -> Iterator:
         except BaseException as error:  # handed to the consumer, who raises it
             put(error)
         finally:
-            items.close()
+            close = getattr(items, "close", None)  # a generator's: runs its cleanup; other iterators have none
+            if close is not None:
+                close()
 
     thread = threading.Thread(target=produce, name="edgeresnet-prefetch", daemon=True)
     try:
