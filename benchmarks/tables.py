@@ -16,8 +16,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
-def targets_vs_raw(model: str) -> str:
-    data = json.loads((RESULTS / f"targets-vs-raw-{model}.json").read_text())
+def targets_vs_raw(name: str) -> str:
+    data = json.loads((RESULTS / f"targets-vs-raw-{name}.json").read_text())
     lines = ["| pipeline | target | top-1 | delta | agrees with FP32 | size KB | p50 / p99 ms, 1 thread "
              "| p50 / p99 ms, 2 threads | peak MB | time to produce s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -30,7 +30,9 @@ def targets_vs_raw(model: str) -> str:
             f"| {row['agreement_fp32']:.2f}% | {row['size_bytes'] / 1024:.0f} "
             f"| {row['p50_ms_1t']:.3f} / {row['p99_ms_1t']:.3f} | {row['p50_ms_2t']:.3f} / {row['p99_ms_2t']:.3f} "
             f"| {row['peak_rss_mb']:.0f} | {produce} |")
-    return "\n".join(lines) + "\n\n" + _host(data)
+    rounds = data.get("latency_rounds", 1)  # the first runs took one round
+    latency = f" Latency: the median of {rounds} rounds over all files." if rounds > 1 else ""
+    return "\n".join(lines) + "\n\n" + _host(data) + latency
 
 
 def rerun(model: str) -> str:
@@ -101,6 +103,7 @@ def _host(data: dict) -> str:
 TABLES = {
     "targets-resnet20": lambda: targets_vs_raw("resnet20"),
     "targets-resnet56": lambda: targets_vs_raw("resnet56"),
+    "targets-resnet56-with-qat": lambda: targets_vs_raw("resnet56-with-qat"),
     "rerun-resnet20": lambda: rerun("resnet20"),
     "scaling": scaling,
     "runner-vs-vendor": runner_vs_vendor,

@@ -7,19 +7,24 @@ For each fine-tuned CIFAR baseline (../shared/models/cifar), in one run on one m
   edgeresnet's ptq-int8 samples from train.zip;
 - `edgeresnet compress --recipe R` for each recipe, to tflite-int8 and openvino-int8.
 Each file is measured by the runner's own measuring child: top-1 on the 10,000 test images,
-p50 and p99 latency of one image at 1 and 2 threads, peak resident memory. Producing a file
+p50 and p99 latency of one image at 1 and 2 threads, peak resident memory. Latency is taken in
+--rounds rounds, each measuring every file in turn, and reported as the median of the rounds:
+this host is shared, and a disturbance then lands on one round of every file, not on all of
+one file's runs. Producing a file
 is timed as the wall time of its command (edgeresnet's includes evaluating and verifying
 every file on the 10,000 images; the raw pipelines' does not).
 
     .venv/bin/python benchmarks/targets_vs_raw.py [--models resnet20,resnet56] [--recipes ptq-int8,qat-int8,prune-distill-qat-int8]
-        [--reuse-run qat-int8=DIR]
+        [--reuse-run qat-int8=DIR] [--out results/targets-vs-raw-{model}-NAME.json]
 
 --reuse-run takes a finished `compress` run directory of that model and recipe (to the same
 targets) instead of training again; its time to produce is then the sum of the stage times
-in its report.json (no process start-up), and its row says so.
+in its report.json (no process start-up), and its row says so. --out writes a second run of a
+table beside the first instead of over it (`{model}` is replaced by the model's name).
 
 Writes benchmarks/results/targets-vs-raw-<model>.json; benchmarks/tables.py renders them.
-With ptq-int8 only, about 6 minutes per model; qat-int8 adds about 40 minutes for ResNet-20,
+With ptq-int8 only, about 6 minutes per model; qat-int8 adds about 40 minutes for ResNet-20 and
+90 for ResNet-56,
 prune-distill-qat-int8 about 90 minutes for ResNet-56 (to both targets).
 """
 
@@ -47,19 +52,23 @@ def main() -> None:
     parser.add_argument("--models", default="resnet20,resnet56")
     parser.add_argument("--recipes", default="ptq-int8,qat-int8,prune-distill-qat-int8")
     parser.add_argument("--runs", type=int, default=300, help="timed inferences per latency")
+    parser.add_argument("--rounds", type=int, default=3, help="latency rounds over all files (median reported)")
     parser.add_argument("--reuse-run", action="append", default=[], metavar="RECIPE=DIR",
                         help="a finished compress run of this recipe to measure instead of producing it again")
+    parser.add_argument("--out", default=str(HERE / "results" / "targets-vs-raw-{model}.json"),
+                        help="where to write each model's table; {model} is replaced by the model's name")
     args = parser.parse_args()
     reuse = dict(item.split("=", 1) for item in args.reuse_run)
     for model in args.models.split(","):
-        result = table_for(model, args.shared, args.recipes.split(","), args.runs,
+        result = table_for(model, args.shared, args.recipes.split(","), args.runs, args.rounds,
                            {recipe: Path(path) for recipe, path in reuse.items()})
-        out = HERE / "results" / f"targets-vs-raw-{model}.json"
+        out = Path(args.out.replace("{model}", model))
         out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {out}", file=sys.stderr)
 
 
-def table_for(model: str, shared: Path, recipes: list[str], runs: int, reuse: dict[str, Path]) -> dict:
+def table_for(model: str, shared: Path, recipes: list[str], runs: int, rounds: int,
+              reuse: dict[str, Path]) -> dict:
     import edgeresnet
     from edgeresnet.data import open_dataset, sample_pixels
     from edgeresnet.runner.bench import find_artifacts
@@ -109,29 +118,38 @@ def table_for(model: str, shared: Path, recipes: list[str], runs: int, reuse: di
         rows.append({"pipeline": "pytorch", "target": "pytorch-fp32", **json.loads((tmp / "eager.json").read_text()),
                      "produce": None, "peak_rss_mb": eager["peak_rss_mb"]})
         reference = np.asarray(rows[0].pop("predictions"))
-        rows += [_measured(pipeline, target, artifact, produce, pixels, labels, spec.model_dump(mode="json"), runs,
-                           reference) for pipeline, target, artifact, produce in produced]
+        rows += _measured(produced, pixels, labels, spec.model_dump(mode="json"), runs, rounds, reference)
     fp32 = rows[0]["top1"]
     for row in rows:
         row["delta_top1"] = round(row["top1"] - fp32, 2)
     return {"what": f"{model} fine-tuned on train.zip: int8 pipelines on the {len(test)} test images",
-            "model": model, "test_images": len(test), "calibration_images": 256, "rows": rows, "host": host()}
+            "model": model, "test_images": len(test), "calibration_images": 256, "latency_rounds": rounds,
+            "rows": rows, "host": host()}
 
 
-def _measured(pipeline: str, target: str, artifact: Path, produce: dict, pixels: Path, labels: Path, spec: dict,
-              runs: int, reference: np.ndarray) -> dict:
-    row = {"pipeline": pipeline, "target": target, "file": artifact.name, "size_bytes": _size(artifact),
-           "produce": produce}
-    for threads in THREADS:
-        measured = measure_file(artifact, pixels, labels if threads == THREADS[-1] else None, threads, spec, runs)
-        row[f"p50_ms_{threads}t"] = round(measured["latency"]["p50_ms"], 3)
-        row[f"p99_ms_{threads}t"] = round(measured["latency"]["p99_ms"], 3)
-        row["peak_rss_mb"] = max(row.get("peak_rss_mb", 0), round(measured["memory"]["peak_rss_mb"], 1))
-        if measured["predictions"] is not None:
-            predictions = np.asarray(measured["predictions"])
-            row["top1"] = round(100 * float((predictions == np.load(labels)).mean()), 2)
-            row["agreement_fp32"] = round(100 * float((predictions == reference).mean()), 2)
-    return row
+def _measured(produced: list, pixels: Path, labels: Path, spec: dict, runs: int, rounds: int,
+              reference: np.ndarray) -> list[dict]:
+    rows = [{"pipeline": pipeline, "target": target, "file": artifact.name, "size_bytes": _size(artifact),
+             "produce": produce} for pipeline, target, artifact, produce in produced]
+    latencies = [{threads: [] for threads in THREADS} for _ in rows]  # per file and thread count: each round's
+    for round_ in range(rounds):
+        for row, (_, _, artifact, _), latency in zip(rows, produced, latencies):
+            for threads in THREADS:
+                scored = round_ == 0 and threads == THREADS[-1]  # top-1 once, on all the test images
+                measured = measure_file(artifact, pixels, labels if scored else None, threads, spec, runs)
+                latency[threads].append(measured["latency"])
+                row["peak_rss_mb"] = max(row.get("peak_rss_mb", 0), round(measured["memory"]["peak_rss_mb"], 1))
+                if scored:
+                    predictions = np.asarray(measured["predictions"])
+                    row["top1"] = round(100 * float((predictions == np.load(labels)).mean()), 2)
+                    row["agreement_fp32"] = round(100 * float((predictions == reference).mean()), 2)
+    for row, latency in zip(rows, latencies):
+        for threads, per_round in latency.items():
+            for quantile in ("p50", "p99"):
+                values = [measured[f"{quantile}_ms"] for measured in per_round]
+                row[f"{quantile}_ms_{threads}t"] = round(float(np.median(values)), 3)
+                row[f"{quantile}_ms_{threads}t_rounds"] = [round(value, 3) for value in values]
+    return rows
 
 
 def _size(artifact: Path) -> int:
