@@ -10,9 +10,8 @@ Each file is measured by the runner's own measuring child: top-1 on the 10,000 t
 p50 and p99 latency of one image at 1 and 2 threads, peak resident memory. Latency is taken in
 --rounds rounds, each measuring every file in turn, and reported as the median of the rounds:
 this host is shared, and a disturbance then lands on one round of every file, not on all of
-one file's runs. Producing a file
-is timed as the wall time of its command (edgeresnet's includes evaluating and verifying
-every file on the 10,000 images; the raw pipelines' does not).
+one file's runs. Producing a file is timed as the wall time of its command (edgeresnet's
+includes evaluating and verifying every file on the 10,000 images; the raw pipelines' does not).
 
     .venv/bin/python benchmarks/targets_vs_raw.py [--models resnet20,resnet56] [--recipes ptq-int8,qat-int8,prune-distill-qat-int8]
         [--reuse-run qat-int8=DIR] [--out results/targets-vs-raw-{model}-NAME.json]
@@ -24,8 +23,7 @@ table beside the first instead of over it (`{model}` is replaced by the model's 
 
 Writes benchmarks/results/targets-vs-raw-<model>.json; benchmarks/tables.py renders them.
 With ptq-int8 only, about 6 minutes per model; qat-int8 adds about 40 minutes for ResNet-20 and
-90 for ResNet-56,
-prune-distill-qat-int8 about 90 minutes for ResNet-56 (to both targets).
+90 for ResNet-56, prune-distill-qat-int8 about 90 minutes for ResNet-56 (to both targets).
 """
 
 from __future__ import annotations
@@ -131,6 +129,7 @@ def _measured(produced: list, pixels: Path, labels: Path, spec: dict, runs: int,
               reference: np.ndarray) -> list[dict]:
     rows = [{"pipeline": pipeline, "target": target, "file": artifact.name, "size_bytes": _size(artifact),
              "produce": produce} for pipeline, target, artifact, produce in produced]
+    truth = np.load(labels)
     latencies = [{threads: [] for threads in THREADS} for _ in rows]  # per file and thread count: each round's
     for round_ in range(rounds):
         for row, (_, _, artifact, _), latency in zip(rows, produced, latencies):
@@ -141,7 +140,7 @@ def _measured(produced: list, pixels: Path, labels: Path, spec: dict, runs: int,
                 row["peak_rss_mb"] = max(row.get("peak_rss_mb", 0), round(measured["memory"]["peak_rss_mb"], 1))
                 if scored:
                     predictions = np.asarray(measured["predictions"])
-                    row["top1"] = round(100 * float((predictions == np.load(labels)).mean()), 2)
+                    row["top1"] = round(100 * float((predictions == truth).mean()), 2)
                     row["agreement_fp32"] = round(100 * float((predictions == reference).mean()), 2)
     for row, latency in zip(rows, latencies):
         for threads, per_round in latency.items():
