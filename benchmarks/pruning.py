@@ -1,4 +1,4 @@
-"""Pruning the fine-tuned ResNet-56 to 2x fewer MACs: does it export everywhere, and how much faster is it?
+"""Pruning a fine-tuned CIFAR ResNet to fewer MACs: does it export everywhere, and how much faster is it?
 
 For each way of pruning (channels only; whole blocks first, ranked by importance per
 measured latency), prunes with `edgeresnet.prune`, exports to every target through the
@@ -7,9 +7,11 @@ unpruned and the pruned tflite-int8 and openvino-int8 files in alternating round
 machine is shared: a disturbance then hits both). The pruned models are not fine-tuned:
 their top-1 is what pruning alone leaves, before distillation recovers it.
 
-    .venv/bin/python benchmarks/pruning.py [--shared PATH] [--limit 2000] [--rounds 7] [--runs 500]
+    .venv/bin/python benchmarks/pruning.py [--model resnet56] [--macs 2.0] [--block-cost latency]
+        [--threads 2] [--shared PATH] [--limit 2000] [--rounds 7] [--runs 500]
 
-Writes benchmarks/results/pruning-resnet56.json; takes about 15 minutes on 2 cores.
+Writes benchmarks/results/pruning-<model>.json; takes about 15 minutes on 2 cores for ResNet-56
+with the defaults (the README's table), about 5 for ResNet-20.
 """
 
 from __future__ import annotations
@@ -23,14 +25,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-THREADS = 2
 TIMED = ("tflite-int8", "openvino-int8")
 ALL_TARGETS = ["onnx", "tflite-fp32", "tflite-fp16", "tflite-int8", "openvino-fp32", "openvino-fp16", "openvino-int8",
                "coreml-fp16", "coreml-int8w", "coreml-w8a8"]
-VARIANTS = {
-    "channels": dict(macs=2.0),
-    "blocks-then-channels": dict(macs=2.0, remove_blocks=True, block_cost="latency"),
-}
 
 
 def main() -> None:
@@ -39,7 +36,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=2000, help="test images for top-1")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--model", default="resnet56", help="a fine-tuned model of ../shared/models/cifar")
+    parser.add_argument("--macs", type=float, default=2.0, help="the MACs factor both variants prune to")
+    parser.add_argument("--block-cost", choices=("macs", "latency"), default="latency",
+                        help="what ranks the blocks of blocks-then-channels (importance per saving)")
+    parser.add_argument("--threads", type=int, default=2, help="threads of the timed files")
     args = parser.parse_args()
+    variants = {"channels": dict(macs=args.macs),
+                "blocks-then-channels": dict(macs=args.macs, remove_blocks=True, block_cost=args.block_cost)}
 
     import edgeresnet
     from edgeresnet.data import normalize, open_dataset, sample_pixels
@@ -52,10 +56,10 @@ def main() -> None:
     data = args.shared / "datasets" / "cifar10-jpeg"
     test = open_dataset(data / "test.zip").subset(args.limit, seed=0)
     train = open_dataset(data / "train.zip")
-    base = edgeresnet.load_model(args.shared / "models" / "cifar" / "resnet56_cifar10jpeg.pt", labels=test.classes)
+    base = edgeresnet.load_model(args.shared / "models" / "cifar" / f"{args.model}_cifar10jpeg.pt", labels=test.classes)
 
     models, pruning = {"unpruned": base}, {}
-    for name, settings in VARIANTS.items():
+    for name, settings in variants.items():
         start = time.perf_counter()
         models[name] = edgeresnet.prune(base, edgeresnet.PruneConfig(**settings), data=train)
         pruning[name] = {"config": settings, "seconds": round(time.perf_counter() - start, 1), **models[name].plan.info}
@@ -64,7 +68,7 @@ def main() -> None:
 
     # Pruned and not yet fine-tuned, a model has small margins that int8 flips more often.
     options = CompressOptions(calibration=CalibrationConfig(size=256), export=ExportConfig(min_agreement=80),
-                              threads=THREADS)
+                              threads=args.threads)
     results, runtimes = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, model in models.items():
@@ -73,7 +77,8 @@ def main() -> None:
             results[name] = [row.model_dump(include={"target", "size_bytes", "top1", "delta_top1", "agreement", "note"})
                              for row in report.results]
             for target in TIMED:
-                runtime = open_artifact(Path(tmp) / name / target / f"resnet56-{target}.{_suffix(target)}", THREADS)
+                runtime = open_artifact(Path(tmp) / name / target / f"{args.model}-{target}.{_suffix(target)}",
+                                       args.threads)
                 one = sample_pixels(test, base.preprocess, 1)
                 runtimes[(name, target)] = (runtime, runtime.to_raw(normalize(one, base.preprocess)))
 
@@ -83,7 +88,7 @@ def main() -> None:
                 p50[key].append(measure_latency(lambda: runtime.invoke(raw), runs=args.runs, warmup=50).p50_ms)
 
     latency = {}
-    for name in VARIANTS:
+    for name in variants:
         latency[name] = {}
         for target in TIMED:
             ratios = [u / p for u, p in zip(p50[("unpruned", target)], p50[(name, target)])]
@@ -95,11 +100,12 @@ def main() -> None:
             }
     from edgeresnet.runner.host import host_info
 
-    out = {"model": "resnet56_cifar10jpeg.pt", "test_images": len(test), "threads": THREADS, "rounds": args.rounds,
-           "runs": args.runs, "pruning": pruning, "latency": latency, "results": results, "host": host_info(THREADS)}
-    path = HERE / "results" / "pruning-resnet56.json"
+    out = {"model": f"{args.model}_cifar10jpeg.pt", "test_images": len(test), "threads": args.threads,
+           "rounds": args.rounds, "runs": args.runs, "pruning": pruning, "latency": latency, "results": results,
+           "host": host_info(args.threads)}
+    path = HERE / "results" / f"pruning-{args.model}.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
-    for name in VARIANTS:
+    for name in variants:
         top1 = next(r["top1"] for r in results[name] if r["target"] == "pytorch-fp32")
         speed = ", ".join(f"{t} {latency[name][t]['speedup']:.2f}x" for t in TIMED)
         print(f"{name:22s} {pruning[name]['macs_factor']:.2f}x fewer MACs  top-1 {top1:.2f} (unpruned "

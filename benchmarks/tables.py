@@ -32,6 +32,8 @@ def targets_vs_raw(name: str) -> str:
             f"| {row['peak_rss_mb']:.0f} | {produce} |")
     rounds = data.get("latency_rounds", 1)  # the first runs took one round
     latency = f" Latency: the median of {rounds} rounds over all files." if rounds > 1 else ""
+    if data.get("latency_runs", 300) != 300:  # recorded since it is not always the default
+        latency += f" Each p50 and p99 over {data['latency_runs']} runs."
     return "\n".join(lines) + "\n\n" + _host(data) + latency
 
 
@@ -102,6 +104,7 @@ def _host(data: dict) -> str:
 
 TABLES = {
     "targets-resnet20": lambda: targets_vs_raw("resnet20"),
+    "targets-resnet20-pruned": lambda: targets_vs_raw("resnet20-pruned"),
     "targets-resnet56": lambda: targets_vs_raw("resnet56"),
     "targets-resnet56-with-qat": lambda: targets_vs_raw("resnet56-with-qat"),
     "rerun-resnet20": lambda: rerun("resnet20"),

@@ -14,16 +14,19 @@ one file's runs. Producing a file is timed as the wall time of its command (edge
 includes evaluating and verifying every file on the 10,000 images; the raw pipelines' does not).
 
     .venv/bin/python benchmarks/targets_vs_raw.py [--models resnet20,resnet56] [--recipes ptq-int8,qat-int8,prune-distill-qat-int8]
-        [--reuse-run qat-int8=DIR] [--out results/targets-vs-raw-{model}-NAME.json]
+        [--set prune-distill-qat-int8:prune.macs=1.5] [--reuse-run qat-int8=DIR] [--out results/targets-vs-raw-{model}-NAME.json]
 
+--set changes one setting of one recipe's `compress` runs (passed on as its -o override).
 --reuse-run takes a finished `compress` run directory of that model and recipe (to the same
-targets) instead of training again; its time to produce is then the sum of the stage times
-in its report.json (no process start-up), and its row says so. --out writes a second run of a
-table beside the first instead of over it (`{model}` is replaced by the model's name).
+targets) instead of training again; its time to produce is then the sum of the stage times in
+its report.json (no process start-up), and its row says so. Every edgeresnet row names the
+settings in which its run's recipe differs from the shipped one. --out writes a second run of
+a table beside the first instead of over it (`{model}` is replaced by the model's name).
 
 Writes benchmarks/results/targets-vs-raw-<model>.json; benchmarks/tables.py renders them.
 With ptq-int8 only, about 6 minutes per model; qat-int8 adds about 40 minutes for ResNet-20 and
-90 for ResNet-56, prune-distill-qat-int8 about 90 minutes for ResNet-56 (to both targets).
+90 for ResNet-56, prune-distill-qat-int8 about 90 minutes for ResNet-56 and 50 for ResNet-20
+with the settings run_all.sh gives it (to both targets).
 """
 
 from __future__ import annotations
@@ -53,20 +56,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="latency rounds over all files (median reported)")
     parser.add_argument("--reuse-run", action="append", default=[], metavar="RECIPE=DIR",
                         help="a finished compress run of this recipe to measure instead of producing it again")
+    parser.add_argument("--set", action="append", default=[], metavar="RECIPE:STAGE.KEY=VALUE",
+                        help="a setting of one recipe's compress runs (its -o override); repeatable")
     parser.add_argument("--out", default=str(HERE / "results" / "targets-vs-raw-{model}.json"),
                         help="where to write each model's table; {model} is replaced by the model's name")
     args = parser.parse_args()
     reuse = dict(item.split("=", 1) for item in args.reuse_run)
+    settings: dict[str, list[str]] = {}
+    for item in args.set:
+        recipe, setting = item.split(":", 1)
+        settings.setdefault(recipe, []).append(setting)
     for model in args.models.split(","):
         result = table_for(model, args.shared, args.recipes.split(","), args.runs, args.rounds,
-                           {recipe: Path(path) for recipe, path in reuse.items()})
+                           {recipe: Path(path) for recipe, path in reuse.items()}, settings)
         out = Path(args.out.replace("{model}", model))
         out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {out}", file=sys.stderr)
 
 
 def table_for(model: str, shared: Path, recipes: list[str], runs: int, rounds: int,
-              reuse: dict[str, Path]) -> dict:
+              reuse: dict[str, Path], settings: dict[str, list[str]]) -> dict:
     import edgeresnet
     from edgeresnet.data import open_dataset, sample_pixels
     from edgeresnet.runner.bench import find_artifacts
@@ -99,7 +108,7 @@ def table_for(model: str, shared: Path, recipes: list[str], runs: int, rounds: i
                 report = json.loads((run / "report.json").read_text())
                 assert report["model"]["arch"] == model and report["recipe"]["name"] == recipe, run
                 produce = {"seconds": round(sum(report["seconds"].values()), 1), "reused": str(run)}
-                produced += [(f"edgeresnet {recipe}", manifest.target, directory / manifest.file, produce)
+                produced += [(_pipeline(recipe, report), manifest.target, directory / manifest.file, produce)
                              for manifest, directory in find_artifacts(run)]
                 continue
             run = tmp / recipe
@@ -107,8 +116,10 @@ def table_for(model: str, shared: Path, recipes: list[str], runs: int, rounds: i
             produce = timed([str(BIN / "edgeresnet"), "compress", str(checkpoint), "--data", str(data / "test.zip"),
                              "--train-data", str(data / "train.zip"), "--recipe", recipe, "--target", TARGETS,
                              "--max-accuracy-drop", "100",  # the table shows every result, good or not
-                             "--out", str(run)], tmp / f"{recipe}.log")
-            produced += [(f"edgeresnet {recipe}", manifest.target, directory / manifest.file, produce)
+                             "--out", str(run), *[f"--set={setting}" for setting in settings.get(recipe, [])]],
+                            tmp / f"{recipe}.log")
+            report = json.loads((run / "report.json").read_text())
+            produced += [(_pipeline(recipe, report), manifest.target, directory / manifest.file, produce)
                          for manifest, directory in find_artifacts(run)]
         print(f"{model}: measuring {len(produced)} files", file=sys.stderr)
         eager = timed([sys.executable, str(HERE / "eager_fp32.py"), str(checkpoint), str(pixels), str(labels),
@@ -122,6 +133,7 @@ def table_for(model: str, shared: Path, recipes: list[str], runs: int, rounds: i
         row["delta_top1"] = round(row["top1"] - fp32, 2)
     return {"what": f"{model} fine-tuned on train.zip: int8 pipelines on the {len(test)} test images",
             "model": model, "test_images": len(test), "calibration_images": 256, "latency_rounds": rounds,
+            "latency_runs": runs,
             "rows": rows, "host": host()}
 
 
@@ -149,6 +161,24 @@ def _measured(produced: list, pixels: Path, labels: Path, spec: dict, runs: int,
                 row[f"{quantile}_ms_{threads}t"] = round(float(np.median(values)), 3)
                 row[f"{quantile}_ms_{threads}t_rounds"] = [round(value, 3) for value in values]
     return rows
+
+
+def _pipeline(recipe: str, report: dict) -> str:
+    """A row's pipeline: the recipe, and the settings in which the run's resolved recipe (in its
+    report.json) differs from the shipped one, i.e. its -o overrides, so a row says what made it."""
+    from edgeresnet.recipes import load_recipe
+
+    changes = _changed_settings(report["recipe"], load_recipe(recipe).to_dict())
+    return f"edgeresnet {recipe}" + (f" ({', '.join(changes)})" if changes else "")
+
+
+def _changed_settings(resolved: dict, shipped: dict) -> list[str]:
+    changes = []
+    for ran, default in zip(resolved["stages"], shipped["stages"]):
+        (stage, settings), (_, defaults) = next(iter(ran.items())), next(iter(default.items()))
+        changes += [f"{stage}.{key}={json.dumps(value)}" for key, value in settings.items()
+                    if value != defaults.get(key)]
+    return changes
 
 
 def _size(artifact: Path) -> int:
