@@ -14,7 +14,8 @@ one file's runs. Producing a file is timed as the wall time of its command (edge
 includes evaluating and verifying every file on the 10,000 images; the raw pipelines' does not).
 
     .venv/bin/python benchmarks/targets_vs_raw.py [--models resnet20,resnet56] [--recipes ptq-int8,qat-int8,prune-distill-qat-int8]
-        [--set prune-distill-qat-int8:prune.macs=1.5] [--reuse-run qat-int8=DIR] [--out results/targets-vs-raw-{model}-NAME.json]
+        [--set prune-distill-qat-int8:prune.macs=1.5] [--reuse-run qat-int8=DIR]
+        [--out results/targets-vs-raw-{model}-NAME.json] [--rounds 3] [--runs 300]
 
 --set changes one setting of one recipe's `compress` runs (passed on as its -o override).
 --reuse-run takes a finished `compress` run directory of that model and recipe (to the same
