@@ -15,5 +15,9 @@ $PY benchmarks/targets_vs_raw.py --models resnet56 --recipes "$recipes"
 $PY benchmarks/targets_vs_raw.py --models resnet20 --recipes "$recipes" \
     --set prune-distill-qat-int8:prune.macs=1.5 --set prune-distill-qat-int8:prune.remove_blocks=true \
     --set prune-distill-qat-int8:distill.epochs=15
+# Table 1, paired: edgeresnet's int8 files against the raw ones image by image (trains qat-int8 again).
+paired=ptq-int8,qat-int8
+[[ "${1:-}" == "--quick" ]] && paired=ptq-int8
+$PY benchmarks/paired_accuracy.py --models resnet20,resnet56 --recipes "$paired"
 $PY benchmarks/training.py
 $PY benchmarks/tables.py

@@ -56,6 +56,27 @@ def rerun(model: str) -> str:
     return "\n".join(lines) + f"\n\nThen: {_host(earlier)[6:]} Now: {_host(now)[6:]}"
 
 
+def paired_accuracy(model: str) -> str:
+    """One row per edgeresnet file, one column per file it is compared with."""
+    data = json.loads((RESULTS / f"paired-accuracy-{model}.json").read_text())
+    top1 = {(f["pipeline"], f["target"]): f["top1"] for f in data["files"]}
+    ours = list(dict.fromkeys((row["edgeresnet"], row["edgeresnet_target"]) for row in data["comparisons"]))
+    others = list(dict.fromkeys((row["against"], row["against_target"]) for row in data["comparisons"]))
+    cells = {((row["edgeresnet"], row["edgeresnet_target"]), (row["against"], row["against_target"])): row
+             for row in data["comparisons"]}
+    lines = ["| edgeresnet file | top-1 | " + " | ".join(f"vs {p} {t} ({top1[p, t]:.2f})" for p, t in others) + " |",
+             "| --- " * (2 + len(others)) + "|"]
+    for file in ours:
+        row = [f"{file[0].removeprefix('edgeresnet ')} {file[1]}", f"{top1[file]:.2f}"]
+        for other in others:
+            cell = cells[file, other]
+            low, high = cell["ci95_points"]
+            row.append(f"{cell['difference_points']:+.2f} ({low:+.2f} to {high:+.2f}), "
+                       f"{cell['only_edgeresnet_right']}/{cell['only_other_right']}, p {cell['mcnemar_p']:.2f}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + f"\n\nOn the {data['test_images']:,} test images. " + _host(data)
+
+
 def scaling() -> str:
     data = json.loads((RESULTS / "scaling.json").read_text())
     # Core ML packages run only on macOS: no latency here, no column.
@@ -108,6 +129,8 @@ TABLES = {
     "targets-resnet56": lambda: targets_vs_raw("resnet56"),
     "targets-resnet56-with-qat": lambda: targets_vs_raw("resnet56-with-qat"),
     "rerun-resnet20": lambda: rerun("resnet20"),
+    "paired-resnet20": lambda: paired_accuracy("resnet20"),
+    "paired-resnet56": lambda: paired_accuracy("resnet56"),
     "scaling": scaling,
     "runner-vs-vendor": runner_vs_vendor,
     "training": training,

@@ -36,6 +36,7 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,7 @@ RAW = ("onnx2tf", "openvino-nncf", "onnxruntime")
 RAW_TARGET = {"onnx2tf": "tflite-int8", "openvino-nncf": "openvino-int8", "onnxruntime": "onnxruntime-int8"}
 TARGETS = "tflite-int8,openvino-int8"
 THREADS = (1, 2)
+CALIBRATION_IMAGES = 256  # what ptq-int8's calibrate stage samples from train.zip
 
 
 def main() -> None:
@@ -77,65 +79,95 @@ def main() -> None:
 
 def table_for(model: str, shared: Path, recipes: list[str], runs: int, rounds: int,
               reuse: dict[str, Path], settings: dict[str, list[str]]) -> dict:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        inputs = prepare(model, shared, tmp)
+        # Produce every file first, then measure them all back to back: the latencies of one table
+        # are then taken in one stretch, not between hours of training that other work may contend.
+        produced = produce_all(inputs, recipes, reuse, settings, tmp)
+        print(f"{model}: measuring {len(produced)} files", file=sys.stderr)
+        rows.append(eager_row(inputs, runs, tmp))
+        reference = np.asarray(rows[0].pop("predictions"))
+        rows += _measured(produced, inputs.pixels, inputs.labels, inputs.preprocess, runs, rounds, reference)
+    fp32 = rows[0]["top1"]
+    for row in rows:
+        row["delta_top1"] = round(row["top1"] - fp32, 2)
+    return {"what": f"{model} fine-tuned on train.zip: int8 pipelines on the {inputs.test_images} test images",
+            "model": model, "test_images": inputs.test_images, "calibration_images": CALIBRATION_IMAGES,
+            "latency_rounds": rounds, "latency_runs": runs,
+            "rows": rows, "host": host()}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What every pipeline of one model's table is given, as files in the table's scratch folder."""
+
+    model: str
+    checkpoint: Path
+    data: Path  # the folder of test.zip and train.zip
+    preprocess: dict  # the checkpoint's preprocessing, as the measuring child takes it
+    pixels: Path  # the test images, uint8 NHWC .npy
+    labels: Path
+    calibration: Path  # CALIBRATION_IMAGES training images, what ptq-int8's calibrate stage takes
+    test_images: int
+
+
+def prepare(model: str, shared: Path, tmp: Path) -> Inputs:
     import edgeresnet
     from edgeresnet.data import open_dataset, sample_pixels
-    from edgeresnet.runner.bench import find_artifacts
 
     checkpoint = shared / "models" / "cifar" / f"{model}_cifar10jpeg.pt"
     data = shared / "datasets" / "cifar10-jpeg"
     test, train = open_dataset(data / "test.zip"), open_dataset(data / "train.zip")
     spec = edgeresnet.load_model(checkpoint).preprocess
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        pixels, labels = tmp / "test.npy", tmp / "labels.npy"
-        np.save(pixels, sample_pixels(test, spec, len(test), seed=0))
-        np.save(labels, test.subset(len(test), seed=0).labels)
-        calibration = tmp / "calibration.npy"
-        np.save(calibration, sample_pixels(train, spec, 256, seed=0))  # what ptq-int8's calibrate stage takes
+    pixels, labels, calibration = tmp / "test.npy", tmp / "labels.npy", tmp / "calibration.npy"
+    np.save(pixels, sample_pixels(test, spec, len(test), seed=0))
+    np.save(labels, test.subset(len(test), seed=0).labels)
+    np.save(calibration, sample_pixels(train, spec, CALIBRATION_IMAGES, seed=0))
+    return Inputs(model, checkpoint, data, spec.model_dump(mode="json"), pixels, labels, calibration, len(test))
 
-        # Produce every file first, then measure them all back to back: the latencies of one table
-        # are then taken in one stretch, not between hours of training that other work may contend.
-        produced = []  # (pipeline, target, file, produce)
-        for raw in RAW:
-            out = tmp / raw
-            produce = timed([sys.executable, str(HERE / "raw_pipelines.py"), raw, str(checkpoint), str(calibration),
-                             str(out)], tmp / f"{raw}.log")
-            produced.append((f"raw {raw}", RAW_TARGET[raw], Path(json.loads((out / "result.json").read_text())["file"]),
-                             produce))
-        for recipe in recipes:
-            if recipe in reuse:
-                run = reuse[recipe]
-                report = json.loads((run / "report.json").read_text())
-                assert report["model"]["arch"] == model and report["recipe"]["name"] == recipe, run
-                produce = {"seconds": round(sum(report["seconds"].values()), 1), "reused": str(run)}
-                produced += [(_pipeline(recipe, report), manifest.target, directory / manifest.file, produce)
-                             for manifest, directory in find_artifacts(run)]
-                continue
+
+def produce_all(inputs: Inputs, recipes: list[str], reuse: dict[str, Path], settings: dict[str, list[str]],
+                tmp: Path) -> list[tuple]:
+    """Every file of the table: the raw pipelines', then each recipe's (produced, or from --reuse-run).
+    Each as (pipeline, target, file, produce), produce being its wall time and peak memory."""
+    from edgeresnet.runner.bench import find_artifacts
+
+    produced = []
+    for raw in RAW:
+        out = tmp / raw
+        produce = timed([sys.executable, str(HERE / "raw_pipelines.py"), raw, str(inputs.checkpoint),
+                         str(inputs.calibration), str(out)], tmp / f"{raw}.log")
+        produced.append((f"raw {raw}", RAW_TARGET[raw], Path(json.loads((out / "result.json").read_text())["file"]),
+                         produce))
+    for recipe in recipes:
+        if recipe in reuse:
+            run = reuse[recipe]
+            report = json.loads((run / "report.json").read_text())
+            assert report["model"]["arch"] == inputs.model and report["recipe"]["name"] == recipe, run
+            produce = {"seconds": round(sum(report["seconds"].values()), 1), "reused": str(run)}
+        else:
             run = tmp / recipe
-            print(f"{model}: edgeresnet compress --recipe {recipe}", file=sys.stderr)
-            produce = timed([str(BIN / "edgeresnet"), "compress", str(checkpoint), "--data", str(data / "test.zip"),
-                             "--train-data", str(data / "train.zip"), "--recipe", recipe, "--target", TARGETS,
+            print(f"{inputs.model}: edgeresnet compress --recipe {recipe}", file=sys.stderr)
+            produce = timed([str(BIN / "edgeresnet"), "compress", str(inputs.checkpoint),
+                             "--data", str(inputs.data / "test.zip"), "--train-data", str(inputs.data / "train.zip"),
+                             "--recipe", recipe, "--target", TARGETS,
                              "--max-accuracy-drop", "100",  # the table shows every result, good or not
                              "--out", str(run), *[f"--set={setting}" for setting in settings.get(recipe, [])]],
                             tmp / f"{recipe}.log")
             report = json.loads((run / "report.json").read_text())
-            produced += [(_pipeline(recipe, report), manifest.target, directory / manifest.file, produce)
-                         for manifest, directory in find_artifacts(run)]
-        print(f"{model}: measuring {len(produced)} files", file=sys.stderr)
-        eager = timed([sys.executable, str(HERE / "eager_fp32.py"), str(checkpoint), str(pixels), str(labels),
-                       str(tmp / "eager.json"), str(runs)], tmp / "eager.log")
-        rows.append({"pipeline": "pytorch", "target": "pytorch-fp32", **json.loads((tmp / "eager.json").read_text()),
-                     "produce": None, "peak_rss_mb": eager["peak_rss_mb"]})
-        reference = np.asarray(rows[0].pop("predictions"))
-        rows += _measured(produced, pixels, labels, spec.model_dump(mode="json"), runs, rounds, reference)
-    fp32 = rows[0]["top1"]
-    for row in rows:
-        row["delta_top1"] = round(row["top1"] - fp32, 2)
-    return {"what": f"{model} fine-tuned on train.zip: int8 pipelines on the {len(test)} test images",
-            "model": model, "test_images": len(test), "calibration_images": 256, "latency_rounds": rounds,
-            "latency_runs": runs,
-            "rows": rows, "host": host()}
+        produced += [(_pipeline(recipe, report), manifest.target, directory / manifest.file, produce)
+                     for manifest, directory in find_artifacts(run)]
+    return produced
+
+
+def eager_row(inputs: Inputs, runs: int, tmp: Path) -> dict:
+    """PyTorch FP32 eager, in a process of its own; its "predictions" are the test set's, in order."""
+    eager = timed([sys.executable, str(HERE / "eager_fp32.py"), str(inputs.checkpoint), str(inputs.pixels),
+                   str(inputs.labels), str(tmp / "eager.json"), str(runs)], tmp / "eager.log")
+    return {"pipeline": "pytorch", "target": "pytorch-fp32", **json.loads((tmp / "eager.json").read_text()),
+            "produce": None, "peak_rss_mb": eager["peak_rss_mb"]}
 
 
 def _measured(produced: list, pixels: Path, labels: Path, spec: dict, runs: int, rounds: int,
