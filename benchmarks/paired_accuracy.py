@@ -18,7 +18,7 @@ accurate than the other, at 95% confidence. No latency: targets_vs_raw.py measur
 
 Writes benchmarks/results/paired-accuracy-<model>.json, with every file's right and wrong
 answers as a bitmask (hex of numpy.packbits, in test-set order) so the comparisons can be
-recomputed; benchmarks/tables.py renders them. With ptq-int8 only, about 5 minutes per model.
+recomputed; benchmarks/tables.py renders them. With ptq-int8 only, about 6 minutes per model.
 """
 
 from __future__ import annotations
@@ -33,26 +33,16 @@ from pathlib import Path
 import numpy as np
 
 from measuring import HERE, host, measure_file
-from targets_vs_raw import eager_row, prepare, produce_all
+from targets_vs_raw import add_producing_arguments, eager_row, prepare, produce_all, producing_options
 
 Z95 = 1.959964  # the two-sided 95% quantile of the standard normal
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=HERE.parent.parent / "shared")
-    parser.add_argument("--models", default="resnet20,resnet56")
-    parser.add_argument("--recipes", default="ptq-int8,qat-int8")
-    parser.add_argument("--reuse-run", action="append", default=[], metavar="RECIPE=DIR",
-                        help="a finished compress run of this recipe to score instead of producing it again")
-    parser.add_argument("--set", action="append", default=[], metavar="RECIPE:STAGE.KEY=VALUE",
-                        help="a setting of one recipe's compress runs (its -o override); repeatable")
+    add_producing_arguments(parser, recipes="ptq-int8,qat-int8")
     args = parser.parse_args()
-    reuse = {recipe: Path(path) for recipe, path in (item.split("=", 1) for item in args.reuse_run)}
-    settings: dict[str, list[str]] = {}
-    for item in args.set:
-        recipe, setting = item.split(":", 1)
-        settings.setdefault(recipe, []).append(setting)
+    reuse, settings = producing_options(args)
     for model in args.models.split(","):
         result = paired_table(model, args.shared, args.recipes.split(","), reuse, settings)
         out = HERE / "results" / f"paired-accuracy-{model}.json"

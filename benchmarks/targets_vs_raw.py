@@ -52,29 +52,39 @@ CALIBRATION_IMAGES = 256  # what ptq-int8's calibrate stage samples from train.z
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=HERE.parent.parent / "shared")
-    parser.add_argument("--models", default="resnet20,resnet56")
-    parser.add_argument("--recipes", default="ptq-int8,qat-int8,prune-distill-qat-int8")
+    add_producing_arguments(parser, recipes="ptq-int8,qat-int8,prune-distill-qat-int8")
     parser.add_argument("--runs", type=int, default=300, help="timed inferences per latency")
     parser.add_argument("--rounds", type=int, default=3, help="latency rounds over all files (median reported)")
-    parser.add_argument("--reuse-run", action="append", default=[], metavar="RECIPE=DIR",
-                        help="a finished compress run of this recipe to measure instead of producing it again")
-    parser.add_argument("--set", action="append", default=[], metavar="RECIPE:STAGE.KEY=VALUE",
-                        help="a setting of one recipe's compress runs (its -o override); repeatable")
     parser.add_argument("--out", default=str(HERE / "results" / "targets-vs-raw-{model}.json"),
                         help="where to write each model's table; {model} is replaced by the model's name")
     args = parser.parse_args()
-    reuse = dict(item.split("=", 1) for item in args.reuse_run)
+    reuse, settings = producing_options(args)
+    for model in args.models.split(","):
+        result = table_for(model, args.shared, args.recipes.split(","), args.runs, args.rounds, reuse, settings)
+        out = Path(args.out.replace("{model}", model))
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}", file=sys.stderr)
+
+
+def add_producing_arguments(parser: argparse.ArgumentParser, recipes: str) -> None:
+    """The options that say which files to produce: this script's and paired_accuracy.py's."""
+    parser.add_argument("--shared", type=Path, default=HERE.parent.parent / "shared")
+    parser.add_argument("--models", default="resnet20,resnet56")
+    parser.add_argument("--recipes", default=recipes)
+    parser.add_argument("--reuse-run", action="append", default=[], metavar="RECIPE=DIR",
+                        help="a finished compress run of this recipe to use instead of producing it again")
+    parser.add_argument("--set", action="append", default=[], metavar="RECIPE:STAGE.KEY=VALUE",
+                        help="a setting of one recipe's compress runs (its -o override); repeatable")
+
+
+def producing_options(args: argparse.Namespace) -> tuple[dict[str, Path], dict[str, list[str]]]:
+    """--reuse-run as {recipe: run directory}, --set as {recipe: [setting, ...]}."""
+    reuse = {recipe: Path(path) for recipe, path in (item.split("=", 1) for item in args.reuse_run)}
     settings: dict[str, list[str]] = {}
     for item in args.set:
         recipe, setting = item.split(":", 1)
         settings.setdefault(recipe, []).append(setting)
-    for model in args.models.split(","):
-        result = table_for(model, args.shared, args.recipes.split(","), args.runs, args.rounds,
-                           {recipe: Path(path) for recipe, path in reuse.items()}, settings)
-        out = Path(args.out.replace("{model}", model))
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {out}", file=sys.stderr)
+    return reuse, settings
 
 
 def table_for(model: str, shared: Path, recipes: list[str], runs: int, rounds: int,
