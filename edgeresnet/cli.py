@@ -43,7 +43,8 @@ preprocess_options = _stack(
     click.option("--resize", help="Resize the shorter side to this many pixels before the centre crop, or 'none'."),
     click.option("--mean", help="Normalisation mean per channel, e.g. 0.485,0.456,0.406."),
     click.option("--std", help="Normalisation std per channel, e.g. 0.229,0.224,0.225."),
-    click.option("--channel-order", type=click.Choice(["RGB", "BGR"]), help="Channel order the model expects."),
+    click.option("--channel-order", type=click.Choice(["RGB", "BGR", "L"]),
+                 help="Channel order the model expects (L: one gray channel)."),
 )
 # What every command that loads MODEL and evaluates it on --data takes.
 evaluation_options = _stack(arch_option, trust_option, limit_option, seed_option, threads_option, preprocess_options,
@@ -132,7 +133,15 @@ def _model_and_data(model_path, data_path, arch, trust, preprocess_overrides, ne
         raise EdgeResNetError("no evaluation data given", "pass --data with an ImageFolder directory, a .zip of one, or an .npz")
     data = open_dataset(data_path) if data_path is not None else None
     model = _load(model_path, arch, trust, preprocess_overrides, data.classes if data else None)
-    return model, data
+    return model, _in_model_order(data, model) if data is not None else None
+
+
+def _in_model_order(data, model):
+    """Data labelled in the model's own label order (a Hugging Face id2label), not the folders'
+    alphabetical one, when both name the same classes."""
+    if model.labels and sorted(model.labels) == sorted(data.classes):
+        return data.in_class_order(model.labels)
+    return data
 
 
 def _load(model_path, arch, trust, overrides, labels):
@@ -155,11 +164,17 @@ def _override_preprocess(spec, input_size, resize, mean, std, channel_order):
     for name, value in (("mean", mean), ("std", std)):
         if value is not None:
             parts = [_number(p, float, f"--{name}") for p in value.split(",")]
-            if len(parts) != 3:
-                raise EdgeResNetError(f"--{name} needs three comma-separated numbers, got {value!r}", "e.g. 0.5,0.5,0.5")
+            channels = 1 if (channel_order or spec.channel_order) == "L" else 3
+            if len(parts) != channels:
+                raise EdgeResNetError(f"--{name} needs {channels} comma-separated number{'s' if channels > 1 else ''} "
+                                      f"(one per channel), got {value!r}", "e.g. " + ",".join(["0.5"] * channels))
             changes[name] = tuple(parts)
     if channel_order is not None:
         changes["channel_order"] = channel_order
+        if (channel_order == "L") != (spec.channel_order == "L"):  # one value per channel from now on
+            converted = spec.grayscale() if channel_order == "L" else spec.model_copy(
+                update={"mean": spec.mean * 3, "std": spec.std * 3})
+            changes = {"mean": converted.mean, "std": converted.std, **changes}
     try:
         return type(spec).model_validate({**spec.model_dump(), **changes})
     except ValidationError as error:
@@ -276,7 +291,7 @@ def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_
     with work_on_stderr():
         loaded, dataset = _model_and_data(model, data, arch, trust_checkpoint, preprocess)
         dataset = dataset.subset(limit, seed=seed)
-        calibration_data = open_dataset(train_data) if train_data else None
+        calibration_data = _in_model_order(open_dataset(train_data), loaded) if train_data else None
         options = CompressOptions(
             calibration=CalibrationConfig(size=calibration_size, seed=seed),
             export=ExportConfig(image_input=image_input, io_dtype=io_dtype, min_agreement=min_agreement),
@@ -377,7 +392,7 @@ def prune_command(model, data, train_data, ratio, macs, latency_ms, latency_targ
     with work_on_stderr():
         loaded, dataset = _model_and_data(model, data, arch, trust_checkpoint, preprocess)
         dataset = dataset.subset(limit, seed=seed)
-        train = open_dataset(train_data) if train_data else dataset
+        train = _in_model_order(open_dataset(train_data), loaded) if train_data else dataset
         out = out or Path("runs") / f"{loaded.arch}-pruned-{time.strftime('%Y%m%d-%H%M%S')}"
         report = write_pruned(loaded, config, dataset, train, out, overwrite=overwrite, threads=threads, log=log)
     log(f"wrote {out}")

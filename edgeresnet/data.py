@@ -110,6 +110,18 @@ class ImageDataset:
             self.source, self.classes, self._names, self._all_labels, self._reader, self._index[chosen], self._content
         )
 
+    def in_class_order(self, classes: Sequence[str]) -> ImageDataset:
+        """The same images labelled by their class's position in ``classes`` (the same names in
+        another order: a model's own label order, where folders sort alphabetically)."""
+        if tuple(classes) == self.classes:
+            return self
+        if sorted(classes) != sorted(self.classes):
+            raise DataError(f"the data's classes {list(self.classes)[:5]} are not the model's {list(classes)[:5]}",
+                            "use data with one folder per class the model predicts")
+        position = np.array([list(classes).index(name) for name in self.classes], dtype=np.int64)
+        return ImageDataset(self.source, classes, self._names, position[self._all_labels], self._reader,
+                            self._index, self._content)
+
     def fingerprint(self) -> str:
         """A short hash of the classes, the samples' relative paths and labels.
 
@@ -331,12 +343,22 @@ def normalize(batch: np.ndarray, spec: Preprocess) -> np.ndarray:
     channel order: a BGR model gets blue first, normalised with the blue statistics. The
     float32 operations are those of ToTensor + Normalize, so the result is bit-identical.
     """
-    order = channel_indices(spec)
+    if spec.channel_order == "L":
+        batch = luma(batch)[..., None]
+        order = [0]
+    else:
+        order = channel_indices(spec)
     mean = np.asarray(spec.mean, dtype=np.float32)[order]
     std = np.asarray(spec.std, dtype=np.float32)[order]
     x = batch[..., order].astype(np.float32) / np.float32(255)
     x = (x - mean) / std
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def luma(batch: np.ndarray) -> np.ndarray:
+    """NHWC uint8 RGB to NHW uint8 gray, exactly as Pillow's convert("L") (ITU-R 601-2)."""
+    weights = np.array([19595, 38470, 7471], dtype=np.uint32)
+    return ((batch.astype(np.uint32) @ weights + 0x8000) >> 16).astype(np.uint8)
 
 
 def _arrange(batch: np.ndarray, spec: Preprocess, layout: Layout, normalized: bool) -> np.ndarray:

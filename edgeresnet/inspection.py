@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from .model import Model
-from .models.summary import count_macs, count_params, residual_groups, stage_widths
+from .models.detect import describe_layout, spec_of_model, structure_of
+from .models.summary import count_macs, count_params, stage_widths
+from .pruning.groups import frozen_spaces, residual_groups
 
 
-def inspect_model(model: Model) -> dict[str, Any]:
+def inspect_model(model: Model | str | Path | nn.Module) -> dict[str, Any]:
+    from .stages.load import as_model
+
+    model = as_model(model)
     size = model.preprocess.input_size
-    groups = residual_groups(model.module)
+    groups = residual_groups(model.module, model.input_shape)
+    spec = spec_of_model(model.arch, model.options)
     return {
         "arch": model.arch,
+        "layout": model.layout,
+        "description": describe_layout(spec.layout) if spec is not None and spec.layout is not None else None,
+        "structure": structure_of(spec) if spec is not None else None,
+        "in_chans": model.in_chans,
+        "labels": list(model.labels) if model.labels else None,
         "family": model.family,
         "options": model.options,
         "source": model.source,
@@ -23,6 +37,7 @@ def inspect_model(model: Model) -> dict[str, Any]:
         "macs": count_macs(model.module, size),
         "stage_widths": list(stage_widths(model.module)),
         "residual_groups": [dataclasses.asdict(group) for group in groups],
+        "frozen": frozen_spaces(model.module, model.input_shape),  # what pruning leaves whole, and why
         "preprocessing": model.preprocess.model_dump(),
         "pruned": model.plan.summary if model.plan is not None else None,
     }
@@ -34,10 +49,14 @@ def summary_table(summary: dict[str, Any]):
 
     facts = Table(show_header=False, box=None)
     pruned = f" pruned ({summary['pruned']})" if summary.get("pruned") else ""
-    facts.add_row("architecture", summary["arch"] + _options_text(summary["options"]) + pruned)
+    architecture = summary["description"] or summary["arch"] + _options_text(summary["options"])
+    facts.add_row("architecture", architecture + pruned)
+    facts.add_row("layout", f"{summary['layout']} weights, {summary['in_chans']}-channel input")
     facts.add_row("parameters", f"{summary['params']:,}")
     facts.add_row("MACs", f"{summary['macs'] / 1e6:,.1f} M at {summary['input_size']}x{summary['input_size']}")
-    facts.add_row("classes", str(summary["num_classes"]))
+    labels = summary.get("labels")
+    facts.add_row("classes", str(summary["num_classes"]) + (f" ({', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''})"
+                                                            if labels else ""))
     facts.add_row("stage widths", " / ".join(map(str, summary["stage_widths"])))
 
     groups = Table(title="Channels tied by residual additions (pruned together or not at all)")

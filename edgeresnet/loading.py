@@ -13,6 +13,7 @@ import pickle
 import warnings
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,61 +21,261 @@ import torch
 from torch import Tensor, nn
 
 from edgeresnet.errors import ArchitectureError, CheckpointError
+from edgeresnet.intake.layouts import Canonical, candidates
 from edgeresnet.models.detect import ArchSpec, apply_state_dict, detect, mismatch, spec_of, spec_with_plan
+from edgeresnet.preprocess import Preprocess
 
 # Where training scripts commonly nest the weights; other entries (epoch, optimizer,
 # best_prec1, ...) are ignored.
-_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")  # "net": pytorch-cifar
 # nn.DataParallel and torch.compile prefix every key of the module they wrap.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+@dataclass(frozen=True)
+class Intake:
+    """A model as it was read: the network, what it is, and what its source said about it."""
+
+    module: nn.Module  # eval mode, float32
+    spec: ArchSpec | None  # None: a module no layout describes, kept as its author wrote it
+    layout: str  # the source layout (see intake.layouts), "edgeresnet" or "module"
+    num_classes: int
+    in_chans: int = 3
+    labels: tuple[str, ...] | None = None  # from the source (Hugging Face id2label)
+    preprocess: Preprocess | None = None  # from the source (Hugging Face preprocessor_config.json)
+    input_shape: tuple[int, ...] | None = None  # the one shape a torch.export program takes
+
+    @property
+    def family(self) -> str:
+        if self.spec is not None:
+            return self.spec.family
+        if self.input_shape is not None:
+            return "cifar" if self.input_shape[-1] <= 64 else "imagenet"
+        first = next((m for m in self.module.modules() if isinstance(m, nn.Conv2d)), None)
+        return "cifar" if first is not None and first.kernel_size == (3, 3) and first.stride == (1, 1) else "imagenet"
 
 
 def load(
     source: str | Path | nn.Module, arch: str | ArchSpec | None = None, *, trust_checkpoint: bool = False
 ) -> nn.Module:
-    """The model in eval mode, float32; see ``load_with_spec``."""
-    return load_with_spec(source, arch, trust_checkpoint=trust_checkpoint)[0]
+    """The model in eval mode, float32; see ``read_model``."""
+    return read_model(source, arch, trust_checkpoint=trust_checkpoint).module
 
 
 def load_with_spec(
     source: str | Path | nn.Module, arch: str | ArchSpec | None = None, *, trust_checkpoint: bool = False
-) -> tuple[nn.Module, ArchSpec]:
-    """The model and its architecture.
+) -> tuple[nn.Module, ArchSpec | None]:
+    """The model and its architecture (None for a module no layout describes)."""
+    intake = read_model(source, arch, trust_checkpoint=trust_checkpoint)
+    return intake.module, intake.spec
 
-    ``source`` is an nn.Module (deep-copied), a state-dict file (.pt/.pth/.th/.bin, bare
-    or wrapped, with or without a ``module.`` prefix), a .safetensors file or a
-    TorchScript archive. ``arch`` (a zoo name such as ``"resnet56"`` or
-    ``"resnet56:num_classes=100"``) replaces detection.
+
+def read_model(
+    source: str | Path | nn.Module, arch: str | ArchSpec | None = None, *, trust_checkpoint: bool = False
+) -> Intake:
+    """Read a ResNet from wherever the user has it.
+
+    ``source`` is an nn.Module; a state-dict file (.pt/.pth/.th/.bin, bare or wrapped,
+    with or without a ``module.`` prefix), a .safetensors file, a TorchScript archive or a
+    ``torch.export`` .pt2 archive; or a folder written by Hugging Face's
+    ``save_pretrained``. The layout (torchvision, timm, Hugging Face, pytorch-cifar, He et
+    al.'s CIFAR) and the structure are read from the weights; ``arch`` (a zoo name such as
+    ``"resnet56"`` or ``"resnet56:num_classes=100"``) replaces detection.
     """
     if isinstance(source, nn.Module):
         return _from_module(source, arch)
-    loaded = _read(Path(source), trust_checkpoint)
+    path = Path(source)
+    if path.is_dir():
+        return _from_folder(path, arch, trust_checkpoint)
+    if path.is_file() and _sniff(path) == "pt2":
+        from edgeresnet.intake.pt2 import read_pt2
+
+        return _from_module(read_pt2(path, trust_checkpoint), arch)
+    loaded = _read(path, trust_checkpoint)
     if isinstance(loaded, nn.Module):
         return _from_module(loaded, arch)
-    state_dict = _clean(loaded, Path(source))
-    if arch is None and (plan := _embedded_plan(Path(source))):
+    state_dict = _clean(loaded, path)
+    if arch is None and (plan := _embedded_plan(path)):
         arch = spec_with_plan(plan)  # a pruned model saved by edgeresnet.save
-    spec = _spec(arch, state_dict)
-    model = spec.build()
+    return _from_weights(state_dict, arch)
+
+
+def _from_weights(state_dict: dict[str, Tensor], arch: str | ArchSpec | None,
+                  config: Mapping[str, Any] | None = None, **facts: Any) -> Intake:
+    if arch is not None:
+        spec, canonical = _spec(arch, state_dict), Canonical("edgeresnet", state_dict)
+    else:
+        spec, canonical = _detect(state_dict, config)
+    model = _build(spec)
     try:
-        apply_state_dict(model, state_dict, str(spec))
+        apply_state_dict(model, canonical.state_dict, str(spec))
     except ArchitectureError as error:
         raise ArchitectureError(error.message, hint=_wrong_arch_hint(state_dict)) from None
-    return model.eval(), spec
+    return Intake(model.eval(), spec, canonical.layout, spec.num_classes, _in_chans(spec), **facts)
 
 
-def _from_module(module: nn.Module, arch: str | ArchSpec | None) -> tuple[nn.Module, ArchSpec]:
-    """The caller's own module (its class, its forward), copied so theirs stays as it was."""
-    state_dict = _clean(module.state_dict(), type(module).__name__)
-    spec = _spec(arch, state_dict)
-    if arch is not None:  # detect() has checked the fit already; a named arch has not
+def _build(spec: ArchSpec) -> nn.Module:
+    if spec.plan is None:
+        return spec.build()
+    from edgeresnet.pruning.rebuild import rebuild
+
+    return rebuild(spec.plan)
+
+
+def _detect(state_dict: Mapping[str, Tensor], config: Mapping[str, Any] | None = None) -> tuple[ArchSpec, Canonical]:
+    """The first source layout whose renamed weights a zoo or general ResNet fits exactly."""
+    first_error = None
+    for canonical in candidates(state_dict, config):
+        try:
+            return detect(canonical.state_dict, **canonical.known), canonical
+        except ArchitectureError as error:
+            first_error = first_error or ArchitectureError(
+                f"{error.message} (read as {canonical.layout} weights)", error.hint)
+    assert first_error is not None  # candidates() always offers at least one layout
+    raise first_error
+
+
+def _in_chans(spec: ArchSpec) -> int:
+    return spec.layout.in_chans if spec.layout is not None else 3
+
+
+def _from_folder(path: Path, arch: str | ArchSpec | None, trust: bool) -> Intake:
+    """A Hugging Face save_pretrained folder, or a folder edgeresnet saved a model into."""
+    from edgeresnet.intake.huggingface import is_hub_folder, read_folder
+    from edgeresnet.saving import WEIGHTS_NAME
+
+    if is_hub_folder(path):
+        hub = read_folder(path)
+        state_dict = _clean(_read(hub.weights, trust), hub.weights)
+        return _from_weights(state_dict, arch, hub.config, labels=hub.labels, preprocess=hub.preprocess)
+    if (path / WEIGHTS_NAME).is_file():
+        return read_model(path / WEIGHTS_NAME, arch, trust_checkpoint=trust)
+    raise CheckpointError(
+        f"{path} is a folder without a model in it: looked for config.json with model.safetensors or "
+        f"pytorch_model.bin (Hugging Face save_pretrained) and {WEIGHTS_NAME} (edgeresnet save)",
+        hint="pass the checkpoint file itself, or the folder save_pretrained() wrote",
+    )
+
+
+# How far a rebuilt network may differ from the caller's module on the same input.
+_EQUIVALENT = dict(rtol=1e-4, atol=1e-5)
+
+
+def _from_module(module: nn.Module, arch: str | ArchSpec | None) -> Intake:
+    """A module object. One of ours is copied; one whose weights a layout describes is rebuilt as
+    ours when it computes the same function (checked on an input), so that every stage knows its
+    structure; anything else is kept as its author wrote it (copied, so theirs stays as it was)."""
+    from edgeresnet.models.cifar import CifarResNet
+    from edgeresnet.models.general import GeneralResNet
+    from edgeresnet.models.resnet import ResNet
+
+    hub_config = _hub_config(module)
+    origin = type(module).__name__
+    state_dict = _clean(module.state_dict(), origin)
+    if arch is not None:
+        spec = _spec(arch, state_dict)
         with torch.device("meta"):
-            problem = mismatch(spec.build().state_dict(), state_dict)
-        if problem:
-            raise ArchitectureError(
-                f"the module does not fit {spec}: {problem}", hint=_wrong_arch_hint(state_dict)
-            )
-    return copy.deepcopy(module).float().eval(), spec
+            problem = mismatch(_build(spec).state_dict(), state_dict)
+        if problem:  # detect() checks the fit itself; a named arch has not been checked
+            raise ArchitectureError(f"the module does not fit {spec}: {problem}", hint=_wrong_arch_hint(state_dict))
+        return Intake(copy.deepcopy(module).float().eval(), spec, "edgeresnet", spec.num_classes, _in_chans(spec))
+    own = isinstance(module, (ResNet, CifarResNet, GeneralResNet))
+    try:
+        intake = _from_weights(state_dict, None, hub_config, labels=_hub_labels(hub_config))
+    except ArchitectureError:
+        if own or hub_config is not None:
+            raise
+        return _opaque(module, origin)
+    if own:
+        return Intake(copy.deepcopy(module).float().eval(), intake.spec, "edgeresnet", intake.num_classes,
+                      intake.in_chans)
+    if _same_function(module, intake, hub_config is not None):
+        return intake
+    if hub_config is not None:
+        raise ArchitectureError(f"the {origin} computes something the ResNet rebuilt from its weights does not",
+                                "save it with save_pretrained() and report the folder as a bug")
+    return _opaque(module, origin)
+
+
+def _hub_config(module: nn.Module) -> dict[str, Any] | None:
+    config = getattr(module, "config", None)
+    if config is None or getattr(config, "model_type", None) != "resnet" or not hasattr(config, "to_dict"):
+        return None
+    return config.to_dict()
+
+
+def _hub_labels(config: Mapping[str, Any] | None) -> tuple[str, ...] | None:
+    if config is None:
+        return None
+    from edgeresnet.intake.huggingface import labels_of
+
+    return labels_of(dict(config))
+
+
+def _same_function(module: nn.Module, intake: Intake, hub: bool) -> bool:
+    theirs = copy.deepcopy(module).float().eval()
+    size = 32 if intake.family == "cifar" else 64
+    shape = declared_input_shape(module) or (2, intake.in_chans, size, size)
+    example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        try:
+            expected = theirs(pixel_values=example).logits if hub else theirs(example)
+        except Exception:  # noqa: BLE001 - a module that cannot take this input is not shown equal
+            return False
+        if not isinstance(expected, Tensor):
+            return False
+        return expected.shape == (shape[0], intake.num_classes) and torch.allclose(
+            intake.module(example), expected, **_EQUIVALENT)
+
+
+def declared_input_shape(module: nn.Module) -> tuple[int, ...] | None:
+    """The input shape a graph module was traced with (a torch.export program's), if it says."""
+    graph = getattr(module, "graph", None)
+    if graph is None:
+        return None
+    for node in graph.nodes:
+        value = node.meta.get("val") if node.op == "placeholder" else None
+        if isinstance(value, Tensor) and value.dim() == 4:
+            try:
+                return tuple(int(d) for d in value.shape)
+            except TypeError:  # a dynamic dimension
+                return None
+    return None
+
+
+def _opaque(module: nn.Module, origin: str) -> Intake:
+    """A module no layout describes: it goes through every stage that needs no structure."""
+    copied = copy.deepcopy(module).float().eval()
+    # By the weights, not the layers: a torch.export program holds its convs as graph operations.
+    shapes = [tuple(v.shape) for k, v in copied.state_dict().items() if k.endswith("weight")]
+    convs, heads = [s for s in shapes if len(s) == 4], [s for s in shapes if len(s) == 2]
+    if not convs or not heads:
+        raise ArchitectureError(
+            f"the {origin} is not a ResNet this tool knows: it has no conv stem and linear head",
+            hint="pass a ResNet (torchvision, timm, Hugging Face, pytorch-cifar or your own nn.Module of convs)",
+        )
+    intake = Intake(copied, None, "module", heads[-1][0], convs[0][1], input_shape=declared_input_shape(module))
+    if not _has_residual_addition(intake):
+        raise ArchitectureError(f"the {origin} is not a ResNet: its traced graph has no residual addition",
+                                hint="edgeresnet takes ResNets (convs with identity or projection shortcuts)")
+    return intake
+
+
+def _has_residual_addition(intake: Intake) -> bool:
+    """Whether the module's graph adds two feature maps; a module fx cannot trace (data-dependent
+    control flow) gets the benefit of the doubt: its export may still work."""
+    import operator
+
+    try:
+        graph = torch.fx.symbolic_trace(intake.module).graph
+    except Exception:  # noqa: BLE001 - any tracing failure means "cannot tell"
+        return True
+    adds = {operator.add, operator.iadd, torch.add}
+    return any(
+        (node.op == "call_function" and node.target in adds or node.op == "call_method" and node.target in ("add", "add_"))
+        and sum(isinstance(arg, torch.fx.Node) for arg in node.args) == 2
+        for node in graph.nodes
+    )
 
 
 def _embedded_plan(path: Path):
@@ -113,6 +314,8 @@ def _read(path: Path, trust: bool) -> Any:
             hint="check the path",
         )
     kind = _sniff(path)
+    if kind == "pt2":
+        raise CheckpointError(f"{path} is a torch.export archive", "load it with edgeresnet.load")
     if kind == "safetensors":
         return _read_safetensors(path)
     if kind == "torchscript":
@@ -132,7 +335,11 @@ def _sniff(path: Path) -> str:
                 names = archive.namelist()
         except zipfile.BadZipFile:
             return "torch"  # torch.load reports the damage in its own words
-        return "torchscript" if any(n.endswith("/constants.pkl") for n in names) else "torch"
+        if any(n.endswith("/constants.pkl") for n in names):
+            return "torchscript"
+        from edgeresnet.intake.pt2 import is_pt2
+
+        return "pt2" if is_pt2(path) else "torch"
     if head[:1] == b"\x80":
         return "torch"  # a pickle: torch's legacy format
     if len(head) > 8 and head[8:9] == b"{":
@@ -174,6 +381,14 @@ def _torch_load(path: Path, trust: bool) -> Any:
             f"refused to load {path}: it holds {_refused_object(error)}, and unpickling it "
             "could run arbitrary code",
             hint="if you trust the file, pass --trust-checkpoint to load it anyway",
+        ) from None
+    except (ModuleNotFoundError, AttributeError) as error:
+        # A pickled module needs the code of its class, which this process cannot import.
+        where = f"the module {error.name!r}" if isinstance(error, ModuleNotFoundError) else _first_line(error)
+        raise CheckpointError(
+            f"cannot unpickle {path}: the model's class is not importable here ({where})",
+            hint="put the code that defines it on PYTHONPATH, or save model.state_dict() or a torch.export .pt2 "
+                 "file instead",
         ) from None
     except Exception as error:  # torch.load reports damage as many types; all mean the file
         raise CheckpointError(

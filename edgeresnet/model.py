@@ -44,6 +44,8 @@ class Model:
     options: dict[str, Any] = field(default_factory=dict)
     plan: Any = None  # a pruned model's ChannelPlan: the widths cut from `arch`
     qat: QatState | None = None  # set by the qat stage
+    in_chans: int = 3  # 1 for a grayscale model
+    layout: str = "edgeresnet"  # the source layout it was read in (see edgeresnet.intake.layouts)
 
     def float_view(self) -> "Model":
         """The model as plain float layers: itself, or a QAT model's folded float network."""
@@ -59,7 +61,7 @@ class Model:
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
         size = self.preprocess.input_size
-        return (1, 3, size, size)
+        return (1, self.in_chans, size, size)
 
     def fingerprint(self) -> str:
         """sha256 of the weights, independent of file format and key order."""
@@ -87,6 +89,7 @@ class Model:
     def describe(self) -> dict[str, Any]:
         return {
             "arch": self.arch,
+            "layout": self.layout,
             "family": self.family,
             "num_classes": self.num_classes,
             "source": self.source,

@@ -33,13 +33,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from torch import nn
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import distributed, interrupts
-from .data import ImageDataset, normalize, sample_pixels
+from .data import ImageDataset, normalize, open_dataset, sample_pixels
 from .errors import AccuracyDropError, EdgeResNetError
 from .evaluate import Accuracy, agreement, evaluate
-from .export import Artifact, ExportConfig, Target, export
+from .export import Artifact, ExportConfig, Target, export, parse_targets
 from .manifest import AccuracySpec, write_manifest
 from .model import Model
 from .recipes import Recipe
@@ -51,7 +52,7 @@ from .runner.runtimes import open_artifact
 from .runner.timing import measure_latency
 from .stage_runs import Source, StageRunner, run_identity
 from .stages.calibrate import CalibrationConfig, calibrate
-from .stages.load import check_labels
+from .stages.load import as_model, check_labels
 from .stages.qat import TARGET_SCHEMES
 from .training.config import Execution, TrainConfig
 from .training.loop import check_precision
@@ -68,10 +69,10 @@ class CompressOptions(BaseModel):
 
 
 def compress(
-    model: Model,
-    data: ImageDataset,
-    targets: list[Target],
-    out: Path,
+    model: Model | str | Path | nn.Module,
+    data: ImageDataset | str | Path,
+    targets: list[Target] | list[str] | str,
+    out: Path | str,
     *,
     recipe: Recipe | None = None,
     train_data: ImageDataset | None = None,
@@ -92,7 +93,15 @@ def compress(
     An artifact that loses more than ``max_accuracy_drop`` points of top-1 against ``model``
     (default: the recipe's; none without a recipe) fails the run: it is written all the same,
     marked failed in report.json and in that artifact's manifest, and AccuracyDropError raised.
+
+    ``model`` may be a Model, a path or an nn.Module; ``data`` a data set or its path;
+    ``targets`` Target values or their names ("tflite-int8" or "tflite-int8,onnx").
     """
+    model = as_model(model)
+    data = data if isinstance(data, ImageDataset) else open_dataset(data)
+    if isinstance(targets, str) or (targets and isinstance(targets[0], str)):
+        targets = parse_targets([targets] if isinstance(targets, str) else list(targets))
+    out = Path(out)
     check_labels(model.num_classes, data.classes)
     model = model.replace(labels=model.labels or data.classes)
     plan = _check_plan(recipe, targets, train_data)  # a wrong combination fails before any work

@@ -27,12 +27,25 @@ class Preprocess(BaseModel):
     input_size: int = Field(gt=0, le=4096)
     resize: int | None = Field(default=None, gt=0, le=8192)
     center_crop: bool = True
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    channel_order: Literal["RGB", "BGR"] = "RGB"
+    # Per colour in R, G, B order whatever the channel order; one value for "L" (grayscale).
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    channel_order: Literal["RGB", "BGR", "L"] = "RGB"
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.channel_order == "L" else 3
+
+    def grayscale(self) -> "Preprocess":
+        """The same spec for a one-channel model: luma (as Pillow's "L"), the colours' mean statistics."""
+        mean, std = sum(self.mean) / len(self.mean), sum(self.std) / len(self.std)
+        return self.model_copy(update={"channel_order": "L", "mean": (mean,), "std": (std,)})
 
     @model_validator(mode="after")
     def _std_positive(self):
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError(f"{self.channel_order} needs {self.channels} mean and std values, "
+                             f"got {len(self.mean)} and {len(self.std)}")
         if any(s <= 0 for s in self.std):
             raise ValueError("std values must be positive")
         if self.resize is not None and self.resize < self.input_size:

@@ -96,6 +96,97 @@ def _pickled_module(root: Path) -> Path:
     return path
 
 
+def _unimportable_module(root: Path) -> Path:
+    """A whole module pickled from a class that only the author's own code defines."""
+    import sys
+    import types
+
+    source = types.ModuleType("authors_private_models")
+    exec("import torch.nn as nn\nclass MyResNet(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+         "        self.conv1 = nn.Conv2d(3, 8, 3)\n", source.__dict__)
+    sys.modules[source.__name__] = source
+    try:
+        path = root / "my_resnet.pt"
+        torch.save(source.MyResNet(), path)
+    finally:
+        del sys.modules[source.__name__]
+    return path
+
+
+def _pt2(root: Path, edit: Callable[[dict], None]) -> Path:
+    """A torch.export archive of the demo ResNet-20 whose records (names under the archive's
+    root folder) ``edit`` changed."""
+    import json
+
+    from edgeresnet.models import create
+
+    module = create("resnet20").eval()
+    good = root / "good.pt2"
+    torch.export.save(torch.export.export(module, (torch.zeros(1, 3, 32, 32),)), good)
+    with zipfile.ZipFile(good) as archive:
+        old = {name: archive.read(name) for name in archive.namelist()}
+    top = next(iter(old)).split("/", 1)[0]
+    inner = {name[len(top) + 1:]: data for name, data in old.items()}
+    edit(inner, json)
+    path = root / "model.pt2"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in inner.items():
+            archive.writestr(f"{top}/{name}", data)
+    return path
+
+
+def _pt2_pickled_weight(root: Path) -> Path:
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(root / "PWNED"), "w"))
+
+    def edit(inner, json):
+        name = "data/weights/model_weights_config.json"
+        config = json.loads(inner[name])
+        entry = config["config"]["linear.weight"]
+        entry["use_pickle"] = True
+        buffer = io.BytesIO()
+        torch.save(Payload(), buffer)
+        inner["data/weights/" + entry["path_name"]] = buffer.getvalue()
+        inner[name] = json.dumps(config).encode()
+
+    return _pt2(root, edit)
+
+
+def _pt2_shape_code(root: Path) -> Path:
+    # Harmless if it ran (tests/test_pt2.py proves such code runs under torch.export.load); no
+    # path in it, so that the message in docs/bad-inputs.md does not depend on the folder.
+    payload = "__import__('os').getcwd() or Symbol('s0', positive=True)"
+
+    def edit(inner, json):
+        program = json.loads(inner["models/model.json"])
+        values = program["graph_module"]["graph"]["tensor_values"]
+        first = next(iter(values))
+        values[first]["sizes"][0] = {"as_expr": {"expr_str": payload, "hint": {"as_int": 1}}}
+        inner["models/model.json"] = json.dumps(program).encode()
+
+    return _pt2(root, edit)
+
+
+def _hub_folder(root: Path, config: dict | str | None, weights: str | None = "model.safetensors") -> Path:
+    import json
+
+    folder = root / "hub-model"
+    folder.mkdir()
+    if config is not None:
+        (folder / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+    if weights == "model.safetensors":
+        from safetensors.torch import save_file
+
+        save_file({"resnet.embedder.embedder.convolution.weight": torch.zeros(8, 3, 7, 7)}, folder / weights)
+    elif weights == "pytorch_model.bin":
+        _payload_pickle(folder, weights)
+    return folder
+
+
+_RESNET_CONFIG = {"model_type": "resnet", "id2label": {"0": "cat", "1": "dog"}}
+
+
 def _truncated(root: Path) -> Path:
     path = root / "truncated.pt"
     data = demo_weights().read_bytes()
@@ -203,6 +294,24 @@ CASES = [
     Case("Inf in the weights", "checkpoint",
          lambda r: compress(_checkpoint(r, "inf.pt", lambda s: s["linear.weight"].view(-1)[3].fill_(float("inf"))),
                             images(r)), "inf"),
+    Case("a pickled module whose class cannot be imported here (--trust-checkpoint)", "checkpoint",
+         lambda r: compress(_unimportable_module(r), images(r), "--trust-checkpoint"), "PYTHONPATH"),
+    Case("torch.export .pt2 whose weight is a pickle that runs code", "checkpoint",
+         lambda r: compress(_pt2_pickled_weight(r), images(r)), "--trust-checkpoint"),
+    Case("torch.export .pt2 whose shape expression runs code", "checkpoint",
+         lambda r: compress(_pt2_shape_code(r), images(r)), "symbolic shape expression"),
+    Case("a folder with no model in it", "checkpoint",
+         lambda r: compress((r / "folder", (r / "folder").mkdir())[0], images(r)), "looked for config.json"),
+    Case("Hugging Face folder of another kind of model (vit)", "checkpoint",
+         lambda r: compress(_hub_folder(r, {"model_type": "vit"}), images(r)), "not a ResNet"),
+    Case("Hugging Face folder without weights", "checkpoint",
+         lambda r: compress(_hub_folder(r, _RESNET_CONFIG, None), images(r)), "no weights"),
+    Case("Hugging Face folder whose config.json is not JSON", "checkpoint",
+         lambda r: compress(_hub_folder(r, "{model_type: resnet"), images(r)), "config.json"),
+    Case("Hugging Face folder whose pytorch_model.bin runs code", "checkpoint",
+         lambda r: compress(_hub_folder(r, _RESNET_CONFIG, "pytorch_model.bin"), images(r)), "--trust-checkpoint"),
+    Case("Hugging Face folder whose weights are not a whole ResNet", "checkpoint",
+         lambda r: compress(_hub_folder(r, _RESNET_CONFIG), images(r)), "not a ResNet"),
     Case("unknown --arch", "checkpoint", lambda r: compress(demo_weights(), images(r), "--arch", "resnet21"),
          "resnet20"),
     Case("model with 10 classes, data with 2", "checkpoint",

@@ -150,7 +150,7 @@ def test_without_labels(models):
         ({"labels": LABELS[:3]}, "3 labels for 4 output scores"),
         ({"labels": ["a", "b\nc", "d", "e"]}, "line breaks"),
         ({"std": [1.0, 0.0, 1.0]}, "positive"),
-        ({"mean": [0.5]}, "per RGB channel"),
+        ({"mean": [0.5, 0.5]}, "one value per channel"),
     ],
 )
 def test_refuses_what_the_device_would_refuse(models, change, message):

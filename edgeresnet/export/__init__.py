@@ -88,12 +88,19 @@ def export(
     config: ExportConfig = ExportConfig(),
     threads: int | None = None,
 ) -> list[Artifact]:
-    """Write one directory per target under `out_dir`.
+    """Write one directory per target under `out_dir`; `model` is a Model, a path or an nn.Module.
 
     `samples` are the images each file is verified on against PyTorch; `calibration` the
     ones that set int8 activation ranges. Both are uint8 NHWC RGB pixels at the model's
     input size (data.sample_pixels): each converter normalises them as its graph needs.
     """
+    if not isinstance(model, Model):
+        from ..stages.load import as_model  # a path or a module: read as every stage reads it
+
+        model = as_model(model)
+    if config.image_input and model.in_chans != 3:
+        raise ConversionError(f"--image-input makes files that take RGB camera images; this model takes "
+                              f"{model.in_chans}-channel input", "export it without --image-input")
     work = out_dir / ".work"
     tensors = normalize(samples, model.preprocess)
     references = {target: reference_model(model, target) for target in targets}
@@ -208,7 +215,7 @@ def _verify(target: Target, path: Path, model: Model, samples: np.ndarray, tenso
     if target.runtime == "coreml":
         validation = validate_coreml(path, precision=target.precision, image_input=image_input,
                                      labels=model.labels, input_size=model.preprocess.input_size, model=model,
-                                     samples=samples)
+                                     samples=samples, channels=model.in_chans)
         # The manifest's own fields say these; validation keeps the spec checks.
         inputs, outputs = validation.pop("input"), validation.pop("output")
         validation.pop("size_bytes", None)

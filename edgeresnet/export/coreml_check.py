@@ -237,6 +237,7 @@ def validate_coreml(
     input_size: int,
     model: Model | None = None,
     samples: np.ndarray | None = None,
+    channels: int = 3,
 ) -> dict[str, Any]:
     """Check the package at `path` is what was asked for; return a description for a manifest.
 
@@ -283,8 +284,9 @@ def validate_coreml(
     else:
         if given["type"] != "multiArray":
             fail(f"expected a tensor input, found an {given['type']} input {given['name']!r}")
-        if given["shape"] != [1, 3, input_size, input_size] or given.get("dtype") != "float32":
-            fail(f"expected a float32 (1,3,{input_size},{input_size}) input, found {given.get('dtype')} {given['shape']}")
+        if given["shape"] != [1, channels, input_size, input_size] or given.get("dtype") != "float32":
+            fail(f"expected a float32 (1,{channels},{input_size},{input_size}) input, "
+                 f"found {given.get('dtype')} {given['shape']}")
 
     # Output and labels.
     outputs = {o["name"]: o for o in info["outputs"]}

@@ -42,6 +42,7 @@ _ZIP_MODE = 0o644 << 16
 
 # Enum and union values of metadata_schema.fbs.
 _RGB = 1  # ColorSpaceType
+_GRAYSCALE = 2
 _COLOR_SPACES = {0: "UNKNOWN", 1: "RGB", 2: "GRAYSCALE"}
 _FEATURE_PROPERTIES, _IMAGE_PROPERTIES = 1, 2  # ContentProperties
 _NORMALIZATION_OPTIONS = 1  # ProcessUnitOptions
@@ -152,8 +153,8 @@ def read_metadata(source: str | os.PathLike | bytes) -> dict:
 def _check_normalization(mean: list[float], std: list[float]) -> None:
     # The Task Library broadcasts a single value, but we always know all three, and a
     # zero std would divide by zero on the device rather than here.
-    if len(mean) != _RGB_CHANNELS or len(std) != _RGB_CHANNELS:
-        raise ValueError(f"mean and std need one value per RGB channel, got {mean} and {std}")
+    if len(mean) not in (1, _RGB_CHANNELS) or len(std) != len(mean):
+        raise ValueError(f"mean and std need one value per channel (RGB or gray), got {mean} and {std}")
     if any(s <= 0 for s in std):
         raise ValueError(f"std must be positive, got {std}")
 
@@ -186,7 +187,8 @@ def _metadata_flatbuffer(
 def _image_tensor(
     b: flatbuffers.Builder, name: str, description: str, mean: list[float], std: list[float], low: float, high: float
 ) -> int:
-    properties = _end_table(b, _Fields.IMAGE, {}, {_Fields.IMAGE_COLOR_SPACE: _RGB})
+    channels = len(mean)  # 3 for RGB, 1 for a grayscale model
+    properties = _end_table(b, _Fields.IMAGE, {}, {_Fields.IMAGE_COLOR_SPACE: _RGB if channels == 3 else _GRAYSCALE})
     normalization = _end_table(b, _Fields.NORMALIZATION, {
         _Fields.NORMALIZATION_MEAN: _float_vector(b, mean),
         _Fields.NORMALIZATION_STD: _float_vector(b, std),
@@ -194,8 +196,8 @@ def _image_tensor(
     unit = _end_table(b, _Fields.PROCESS_UNIT, {_Fields.PROCESS_UNIT_OPTIONS: normalization},
                       {_Fields.PROCESS_UNIT_TYPE: _NORMALIZATION_OPTIONS})
     stats = _end_table(b, _Fields.STATS, {
-        _Fields.STATS_MAX: _float_vector(b, [high] * _RGB_CHANNELS),
-        _Fields.STATS_MIN: _float_vector(b, [low] * _RGB_CHANNELS),
+        _Fields.STATS_MAX: _float_vector(b, [high] * channels),
+        _Fields.STATS_MIN: _float_vector(b, [low] * channels),
     })
     return _end_table(b, _Fields.TENSOR, {
         _Fields.TENSOR_NAME: b.CreateString(name),
@@ -281,8 +283,8 @@ def _check_model(tflite, labels: list[str] | None) -> None:
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise ValueError(f"expected one input and one output, got {len(graph.inputs)} and {len(graph.outputs)}")
     channels = graph.tensors[graph.inputs[0]].shape[-1]
-    if channels != _RGB_CHANNELS:
-        raise ValueError(f"expected an NHWC RGB image input, got {channels} channels last")
+    if channels not in (1, _RGB_CHANNELS):
+        raise ValueError(f"expected an NHWC RGB or gray image input, got {channels} channels last")
     if labels is None:
         return
     classes = graph.tensors[graph.outputs[0]].shape[-1]

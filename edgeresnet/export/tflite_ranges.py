@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 # Ops whose output reuses its input's scale in int8 TFLite: the range carries over.
-SAME_SCALE_OPS = {"PAD", "PADV2", "STRIDED_SLICE", "MAX_POOL_2D", "RESHAPE", "SQUEEZE"}
+SAME_SCALE_OPS = {"PAD", "PADV2", "MIRROR_PAD", "STRIDED_SLICE", "MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE",
+                  "SQUEEZE"}
 MATCH_TOLERANCE = 1e-4  # relative: a real match is ~1e-6 off (float rounding), a wrong one ~1e-1
 
 
@@ -33,19 +34,24 @@ def apply_ranges(calibrated: bytes, learned: dict, signatures: dict, images: np.
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
     graph = model.subgraphs[0]
     means = _channel_means(calibrated, images)
+    op_names = {value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")}
+
+    def op_name(op) -> str | None:
+        code = model.operatorCodes[op.opcodeIndex]
+        return op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+
+    producers = {index: op_name(op) for op in graph.operators for index in op.outputs}
     assigned: dict[int, str] = {}
     for name, signature in signatures.items():
-        tensors = _matching_tensors(means, signature)
+        tensors = _matching_tensors(means, signature, producers)
         if not tensors:
             raise UnmatchedPoint(f"no tensor of the converted graph carries the QAT point {name!r}")
         for index in tensors:
             if assigned.setdefault(index, name) != name:
                 raise UnmatchedPoint(f"QAT points {assigned[index]!r} and {name!r} match the same tensor")
             _set_range(graph.tensors[index], *learned[name])
-    op_names = {value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")}
     for op in graph.operators:  # execution order: an input's range is final before its consumers
-        code = model.operatorCodes[op.opcodeIndex]
-        if op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode)) not in SAME_SCALE_OPS:
+        if op_name(op) not in SAME_SCALE_OPS:
             continue
         source = graph.tensors[op.inputs[0]].quantization
         for index in op.outputs:
@@ -78,14 +84,20 @@ def _channel_means(calibrated: bytes, images: np.ndarray) -> dict[int, tuple[int
     return {index: (sizes[index], np.stack(rows)) for index, rows in means.items() if len(rows) == len(images)}
 
 
-def _matching_tensors(means: dict[int, tuple[int, np.ndarray]], signature: dict) -> list[int]:
+def _matching_tensors(means: dict[int, tuple[int, np.ndarray]], signature: dict,
+                      producers: dict[int, str | None]) -> list[int]:
     """The tensors with the point's values per channel (a stage's last output and the pool
-    after it share their channel means) and its channel means."""
+    after it share their channel means) and its channel means. A point that is a MEAN's
+    output (``"op": "MEAN"``) is looked for among MEAN outputs only, and the others never
+    there: over a 1x1 feature map a mean carries the very values of its input."""
     reference = np.asarray(signature["channel_means"], dtype=np.float64)
     size = int(np.prod(signature["shape"][1:-1]))
     scale = np.abs(reference).max() + 1e-6
+    mean_output = signature.get("op") == "MEAN"
     found = []
     for index, (values, value) in means.items():
+        if (producers.get(index) == "MEAN") != mean_output:
+            continue
         if values == size and value.shape == reference.shape and np.abs(value - reference).max() / scale < MATCH_TOLERANCE:
             found.append(index)
     return found

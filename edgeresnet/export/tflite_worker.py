@@ -73,9 +73,28 @@ def convert_to_tflite(saved_model: Path, precision: str, job: dict) -> bytes:
         dtypes = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
         converter.inference_input_type = dtypes[job["io_dtypes"][0]]
         converter.inference_output_type = dtypes[job["io_dtypes"][1]]
-        if job.get("qat"):
-            return quantize_with_learned_ranges(converter, job, dtypes)
+        data = quantize_with_learned_ranges(converter, job, dtypes) if job.get("qat") else converter.convert()
+        check_int8_scales(data)
+        return data
     return converter.convert()
+
+
+# An int8 activation's scale is its calibrated range / 255: beyond this, the range held a
+# sentinel (a -3.4e38 pad) rather than activations, and XNNPACK refuses the file.
+MAX_ACTIVATION_SCALE = 1e6
+
+
+def check_int8_scales(data: bytes) -> None:
+    """Fail on an int8 file whose quantization scales no activation can have, naming the tensor."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    for tensor in model.subgraphs[0].tensors:
+        scales = getattr(tensor.quantization, "scale", None)
+        if scales is not None and len(scales) and not all(s < MAX_ACTIVATION_SCALE for s in scales):
+            name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
+            raise ValueError(f"the int8 tensor {name!r} got the scale {max(scales):.3g}: its calibrated range "
+                             "is not an activation's (a converter sentinel value); please report this with the model")
 
 
 def quantize_with_learned_ranges(converter, job: dict, dtypes: dict) -> bytes:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from edgeresnet.errors import ArchitectureError
 from edgeresnet.models.cifar import CifarResNet
+from edgeresnet.models.general import GeneralResNet, Layout
 from edgeresnet.models.registry import Family, create, defaults, list_models, parse
 from edgeresnet.models.resnet import BasicBlock, Bottleneck, ResNet
 
@@ -46,17 +47,22 @@ class ArchSpec:
     num_classes: int
     name: str | None = None
     plan: "ChannelPlan | None" = None  # a pruned model: the widths cut from this architecture
+    # A structure the zoo's two classes do not cover (another stem, attention, pre-activation,
+    # other widths or input channels): built as a GeneralResNet.
+    layout: Layout | None = None
 
     def __post_init__(self) -> None:
         stages = _LAYOUT[self.family][2]
-        if len(self.layers) != stages:
+        if self.layout is None and len(self.layers) != stages:
             raise ArchitectureError(
                 f"a {self.family} ResNet has {stages} stages, got layers={self.layers}"
             )
 
     def build(self) -> nn.Module:
-        if self.plan is not None:
-            return self.plan.build()
+        if self.plan is not None:  # the cut happens above this layer: edgeresnet.pruning.rebuild
+            raise ArchitectureError(f"{self} is pruned: build it with edgeresnet.pruning.rebuild(spec.plan)")
+        if self.layout is not None:
+            return GeneralResNet(self.layout)
         if self.family == "cifar":
             return CifarResNet(self.layers, self.num_classes, self.shortcut, self.width)
         block = BasicBlock if self.block == "basic" else Bottleneck
@@ -67,29 +73,70 @@ class ArchSpec:
     @property
     def options(self) -> dict[str, Any]:
         """For a zoo model, the options that differ from its defaults, so that
-        ``create(spec.name, **spec.options)`` rebuilds it; otherwise every field."""
+        ``create(spec.name, **spec.options)`` rebuilds it; otherwise every field (as JSON
+        values: they are written into manifests and channel plans)."""
         if self.name is None:
-            return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("name", "plan")}
+            return {k: v for k, v in self.to_json().items() if k != "name"}
         return {k: getattr(self, k) for k, v in defaults(self.name).items() if getattr(self, k) != v}
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields (but the plan) as JSON values; ``from_json`` reads them back."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)
+                if f.name != "plan" and (f.name != "layout" or self.layout is not None)}
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> "ArchSpec":
+        values = dict(values)
+        if values.get("layout") is not None:
+            values["layout"] = Layout(**{k: tuple(v) if isinstance(v, list) else v
+                                         for k, v in values["layout"].items()})
+        return cls(**{k: tuple(v) if k == "layers" else v for k, v in values.items()})
 
     def __str__(self) -> str:
         if self.plan is not None:
             return f"{str(replace(self, plan=None))} pruned ({self.plan.summary})"
+        if self.layout is not None:
+            return describe_layout(self.layout)
         options = self.options
         if self.name is None:
-            return f"custom ResNet ({', '.join(f'{k}={v}' for k, v in options.items())})"
+            return f"custom ResNet ({', '.join(f'{k}={getattr(self, k)}' for k in options)})"
         return self.name + (":" + ",".join(f"{k}={v}" for k, v in options.items()) if options else "")
 
 
-def detect(state_dict: Mapping[str, Tensor]) -> ArchSpec:
-    """The architecture of a (prefix-free) state dict, or ArchitectureError."""
-    spec = _infer(state_dict)
-    with torch.device("meta"):
-        expected = spec.build().state_dict()
-    problem = mismatch(expected, state_dict)
-    if problem:
-        raise _not_a_resnet(f"it is close to a {spec.family} ResNet but has {problem}")
-    return replace(spec, name=_zoo_name(spec))
+def detect(state_dict: Mapping[str, Tensor], **known: Any) -> ArchSpec:
+    """The architecture of a (prefix-free) state dict in the zoo's key names (torchvision's,
+    timm's or He et al.'s CIFAR ones), or ArchitectureError.
+
+    The zoo's own classes are tried first, then the general one; ``known`` sets the Layout
+    fields that weights cannot show (where a bottleneck strides, the first stage's stride).
+    """
+    problems = []
+    if not known:
+        try:
+            spec = _infer(state_dict)
+        except ArchitectureError as error:
+            problems.append(error.message.removeprefix(_NOT_A_RESNET))
+        else:
+            problem = _fits(spec, state_dict)
+            if problem is None:
+                return replace(spec, name=_zoo_name(spec))
+            problems.append(f"it is close to a {spec.family} ResNet but has {problem}")
+    if "fc.weight" in state_dict:
+        spec = infer_general(state_dict, **known)
+        problem = _fits(spec, state_dict)
+        if problem is None:
+            return spec
+        problems.append(f"it is close to a {describe_layout(spec.layout)} but has {problem}")
+    raise _not_a_resnet(problems[-1])
+
+
+def _fits(spec: ArchSpec, state_dict: Mapping[str, Tensor]) -> str | None:
+    try:
+        with torch.device("meta"):
+            expected = spec.build().state_dict()
+    except ArchitectureError as error:
+        return error.message
+    return mismatch(expected, state_dict)
 
 
 def spec_of(arch: str) -> ArchSpec:
@@ -100,6 +147,18 @@ def spec_of(arch: str) -> ArchSpec:
 
         return spec_with_plan(ChannelPlan.read(arch))
     name, options = parse(arch)
+    with torch.device("meta"):
+        model = create(name, **options)
+    return replace(_infer(model.state_dict()), name=name)
+
+
+def spec_of_model(arch: str, options: Mapping[str, Any]) -> ArchSpec | None:
+    """The spec behind a Model's ``arch`` and ``options`` (None for a module no layout describes)."""
+    if arch == "module":
+        return None
+    if "family" in options:  # not a zoo model: every field is there
+        return ArchSpec.from_json({**options, "name": None})
+    name, _ = parse(arch)
     with torch.device("meta"):
         model = create(name, **options)
     return replace(_infer(model.state_dict()), name=name)
@@ -180,6 +239,94 @@ def _infer(state_dict: Mapping[str, Tensor]) -> ArchSpec:
     )
 
 
+def infer_general(state_dict: Mapping[str, Tensor], **known: Any) -> ArchSpec:
+    """The GeneralResNet layout of torchvision- or timm-named weights with an ``fc`` head."""
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
+    layers = _blocks_per_stage(shapes)
+    if not layers or "layer1.0.conv1.weight" not in shapes or len(shapes.get("fc.weight", ())) != 2:
+        raise _not_a_resnet("it has no layer1.0.conv1 and fc weights")
+    stem: dict[str, Any] = {}
+    if "conv1.0.weight" in shapes:  # timm's deep stem: conv, bn, act, conv, bn, act, conv
+        convs = [shapes.get(f"conv1.{i}.weight", ()) for i in (0, 3, 6)]
+        if any(len(c) != 4 for c in convs):
+            raise _not_a_resnet("its stem is a sequence but not timm's deep stem (conv1.0, conv1.3, conv1.6)")
+        stem = dict(stem="deep", stem_widths=(convs[0][0], convs[1][0]), stem_width=convs[2][0], in_chans=convs[0][1])
+    else:
+        conv = shapes.get("conv1.weight", ())
+        if len(conv) != 4 or conv[-1] not in (3, 7):
+            raise _not_a_resnet("it has no 3x3 or 7x7 conv1 stem")
+        stem = dict(stem="7x7" if conv[-1] == 7 else "3x3", stem_width=conv[0], in_chans=conv[1])
+    # The 3x3 stem of CIFAR and Tiny-ImageNet edits runs at full resolution: no max pool.
+    stem["stem_pool"] = stem["stem"] != "3x3"
+    bottleneck = "layer1.0.conv3.weight" in shapes
+    last = "conv3" if bottleneck else "conv2"
+    outs = [shapes.get(f"layer{s + 1}.0.{last}.weight", (0,))[0] for s in range(len(layers))]
+    planes = tuple(out // 4 if bottleneck else out for out in outs)
+    groups, width_per_group = 1, 64
+    if bottleneck:
+        middle = shapes.get("layer1.0.conv2.weight", ())
+        if len(middle) != 4 or planes[0] == 0:
+            raise _not_a_resnet("its first bottleneck block has no 3x3 conv2 weight")
+        groups = middle[0] // middle[1]
+        width_per_group = round(middle[1] * 64 / planes[0])
+    # Pre-activation: no norm after the stem, and a block's first norm reads its input.
+    preact = "bn1.weight" not in shapes and shapes.get("layer1.0.bn1.weight", (0,))[0] == shapes[
+        "layer1.0.conv1.weight"][1]
+    down = "avg" if any(re.search(r"\.downsample\.2\.weight$", k) for k in shapes) else "conv"
+    attention, sizes = "", ()
+    if "layer1.0.se.fc1.weight" in shapes:
+        attention = "se"
+        sizes = tuple(shapes.get(f"layer{s + 1}.0.se.fc1.weight", (0,))[0] for s in range(len(layers)))
+    elif "layer1.0.se.conv.weight" in shapes:
+        attention = "eca"
+        sizes = tuple(shapes.get(f"layer{s + 1}.0.se.conv.weight", (0, 0, 0))[-1] for s in range(len(layers)))
+    layout = Layout(layers=layers, planes=planes, bottleneck=bottleneck, groups=groups,
+                    width_per_group=width_per_group, preact=preact, down=down, attention=attention,
+                    attention_sizes=sizes, num_classes=shapes["fc.weight"][0], **stem, **known)
+    family: Family = "cifar" if layout.stem == "3x3" and not layout.stem_pool else "imagenet"
+    return ArchSpec(family=family, block="bottleneck" if bottleneck else "basic", layers=layers,
+                    width=layout.stem_width, groups=groups, width_per_group=width_per_group,
+                    shortcut="downsample", num_classes=layout.num_classes, layout=layout)
+
+
+def structure_of(spec: ArchSpec) -> dict[str, Any]:
+    """The structural facts a person checks against the network they trained (``inspect``)."""
+    layout = spec.layout
+    if layout is None:
+        imagenet = spec.family == "imagenet"
+        return {"stem": "7x7" if imagenet else "3x3", "stem_pool": imagenet, "block": spec.block, "preact": False,
+                "shortcut": "zero-pad" if spec.shortcut == "A" else "projection", "attention": None,
+                "groups": spec.groups, "in_chans": 3, "stages": len(spec.layers)}
+    return {"stem": layout.stem, "stem_pool": layout.stem_pool, "block": "bottleneck" if layout.bottleneck else "basic",
+            "preact": layout.preact, "shortcut": "avgpool-projection" if layout.down == "avg" else "projection",
+            "attention": layout.attention or None, "groups": layout.groups, "in_chans": layout.in_chans,
+            "stages": len(layout.layers)}
+
+
+def describe_layout(layout: Layout) -> str:
+    """One line a person can check against the network they trained."""
+    stem = {"7x7": "7x7 stem", "3x3": "3x3 stem", "deep": "deep stem"}[layout.stem]
+    stem += " + max pool" if layout.stem_pool else " without max pool"
+    block = ("pre-activation " if layout.preact else "") + ("bottleneck" if layout.bottleneck else "basic")
+    if layout.groups > 1:
+        block += f" ({layout.groups} groups)"
+    parts = [stem, f"{block} blocks {list(layout.layers)}", f"widths {[layout.block_out(s) for s in range(len(layout.layers))]}"]
+    if layout.down == "avg":
+        parts.append("avg-pool shortcuts")
+    if layout.attention:
+        parts.append({"se": "squeeze-excitation", "eca": "ECA"}[layout.attention])
+    if layout.in_chans != 3:
+        parts.append(f"{layout.in_chans}-channel input")
+    parts.append(f"{layout.num_classes} classes")
+    return "ResNet (" + ", ".join(parts) + ")"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Layout):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _blocks_per_stage(shapes: Mapping[str, tuple[int, ...]]) -> tuple[int, ...]:
     """Blocks in layer1, layer2, ... ; empty when the stages are not numbered 1..N."""
     blocks: dict[int, int] = {}
@@ -213,10 +360,14 @@ def _zoo_spec(name: str) -> ArchSpec:
         return _infer(create(name).state_dict())
 
 
+_NOT_A_RESNET = "the weights are not a ResNet this tool knows: "
+
+
 def _not_a_resnet(reason: str) -> ArchitectureError:
     return ArchitectureError(
-        f"the weights are not a ResNet this tool knows: {reason}",
-        hint="if they are one, name it with --arch (e.g. --arch resnet56)",
+        _NOT_A_RESNET + reason,
+        hint="if it is a ResNet in another layout, pass the nn.Module itself from Python "
+             "(edgeresnet.load_model(module)) or save it with torch.export.save as a .pt2 file",
     )
 
 

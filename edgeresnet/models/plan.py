@@ -1,8 +1,9 @@
 """A pruned ResNet, described: the architecture it was cut from plus the width of every space.
 
-The plan is what makes a pruned model's weights loadable: ``build`` makes the base
-architecture, cuts each space to its planned width, drops the removed blocks and sets
-the zero-padding offsets, and the weights then load strictly. It is stored as JSON
+The plan is what makes a pruned model's weights loadable: ``pruning.rebuild`` makes the
+base architecture, cuts each space to its planned width, drops the removed blocks and
+sets the zero-padding offsets, and the weights then load strictly. The plan itself is
+only a description, so the model layer needs nothing of pruning. It is stored as JSON
 beside the weights and inside the .safetensors header (``edgeresnet.save``).
 """
 
@@ -13,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from torch import nn
-
 from ..errors import ArchitectureError
 
 FORMAT = "edgeresnet.channel-plan/1"
@@ -43,25 +42,11 @@ class ChannelPlan(BaseModel):
     def base_spec(self):
         from .detect import ArchSpec
 
-        return ArchSpec(**{k: tuple(v) if k == "layers" else v for k, v in self.base.items()})
-
-    def build(self) -> nn.Module:
-        """The pruned architecture with fresh weights, ready for ``load_state_dict``."""
-        from ..pruning.structure import analyse, first_channels
-        from ..pruning.surgery import cut
-
-        module = self.base_spec().build()
-        structure = analyse(module)
-        unknown = sorted(set(self.widths) - set(structure.spaces))
-        if unknown:
-            raise ArchitectureError(f"the channel plan names spaces {unknown[:3]} that {self.name} does not have",
-                                    "the plan was made for another architecture")
-        keep = {name: first_channels(structure.spaces[name], width) for name, width in self.widths.items()}
-        module = cut(module, structure, keep, self.removed_blocks)
-        for name, (before, after) in self.pads.items():
-            pad = module.get_submodule(name)
-            pad.before, pad.after = before, after
-        return module
+        if "module" in self.base:  # a module no layout describes: only its own class can be cut again
+            raise ArchitectureError(f"the channel plan was made for a {self.base['module']}, which edgeresnet cannot "
+                                    "rebuild from weights", "keep the pruned nn.Module in memory, or save it as a "
+                                    "torch.export .pt2 file")
+        return ArchSpec.from_json(self.base)
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2) + "\n"

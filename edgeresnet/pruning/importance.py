@@ -8,8 +8,11 @@
   dL/dbeta * beta)^2, summed over a few labelled batches. The only criterion that looks
   at data.
 
-``unit_scores`` divides each space's scores by their mean, so that one global threshold
-compares spaces of different depth and width fairly (Torch-Pruning's "mean" normaliser).
+A space no batch norm normalises (an SE block's reduced width) is scored by ``l2`` under
+``bn`` and ``taylor``; a space nothing writes (a torch.cat's output) is scored through the
+spaces its channels come from. ``unit_scores`` divides each space's scores by their mean,
+so that one global threshold compares spaces of different depth and width fairly
+(Torch-Pruning's "mean" normaliser).
 ``block_scores`` compares whole blocks with each other in the same way, for removing
 the blocks that matter least.
 """
@@ -39,25 +42,36 @@ def channel_scores(
         per_norm = _taylor(module, structure, batches)
     scores = {}
     for space in structure.spaces.values():
-        if criterion in ("l1", "l2"):
-            parts = [_filter_norm(module.get_submodule(conv).weight, criterion) for conv in space.producers]
+        norms = _affine_norms(module, space)
+        if not space.producers:  # written by nothing: scored where its channels come from (unit_scores)
+            parts = [torch.zeros(space.channels, dtype=torch.float64)]
+        elif criterion in ("l1", "l2") or not norms:
+            norm = criterion if criterion in ("l1", "l2") else "l2"
+            parts = [_filter_norm(module.get_submodule(conv).weight, norm) for conv in space.producers]
         elif criterion == "bn":
-            parts = [module.get_submodule(norm).weight.detach().abs().double() for norm in space.norms]
+            parts = [module.get_submodule(norm).weight.detach().abs().double() for norm in norms]
         else:
-            parts = [per_norm[norm] for norm in space.norms]
+            parts = [per_norm[norm] for norm in norms]
         scores[space.name] = torch.stack(parts).sum(0)
     return scores
+
+
+def _affine_norms(module: nn.Module, space) -> list[str]:
+    return [name for name in space.norms if module.get_submodule(name).weight is not None]
 
 
 def unit_scores(structure: Structure, raw: dict[str, Tensor]) -> dict[str, Tensor]:
     """Segment name -> score per unit: the mean over the channels the unit ties together,
     each divided by its space's mean score."""
     scores = {name: values / values.mean().clamp_min(1e-12) for name, values in raw.items()}
-    return {
-        segment.name: torch.tensor([sum(float(scores[s][c]) for s, c in unit) / len(unit) for unit in segment.units],
-                                   dtype=torch.float64)
-        for segment in structure.segments
-    }
+    written = {name for name, space in structure.spaces.items() if space.producers}
+
+    def unit_score(unit) -> float:
+        parts = [float(scores[s][c]) for s, c in unit if s in written]
+        return sum(parts) / len(parts) if parts else 0.0
+
+    return {segment.name: torch.tensor([unit_score(unit) for unit in segment.units], dtype=torch.float64)
+            for segment in structure.segments}
 
 
 def block_scores(structure: Structure, raw: dict[str, Tensor]) -> dict[str, float]:
@@ -87,7 +101,8 @@ def _taylor(module: nn.Module, structure: Structure, batches: Iterable[tuple[Ten
     import copy
 
     work = copy.deepcopy(module).eval()
-    norms = {name: work.get_submodule(name) for space in structure.spaces.values() for name in space.norms}
+    norms = {name: work.get_submodule(name)
+             for space in structure.spaces.values() for name in _affine_norms(work, space)}
     totals = {name: torch.zeros(norm.num_features, dtype=torch.float64) for name, norm in norms.items()}
     seen = 0
     for images, labels in batches:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from ..data import ImageDataset
+from ..errors import ArchitectureError
 from ..evaluate import evaluate
 from ..model import Model
 from ..models.summary import stage_widths
@@ -34,12 +35,20 @@ def write_pruned(model: Model, config, data: ImageDataset, train: ImageDataset, 
             "model": model.source, "arch": model.arch, "data": data.source, "samples": after.n,
             "config": config.model_dump(mode="json"), "seconds": seconds,
             "top1_before": before.top1, "top1_after": after.top1,
-            "stage_widths_before": list(stage_widths(model.module)),
-            "stage_widths_after": list(stage_widths(pruned.module)),
+            "stage_widths_before": _stage_widths(model.module),
+            "stage_widths_after": _stage_widths(pruned.module),
             **{k: v for k, v in pruned.plan.info.items()},
         }
         (run / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _stage_widths(module) -> list[int] | None:
+    """Output channels of each stage, for a network with layer1, layer2, ... stages (None otherwise)."""
+    try:
+        return list(stage_widths(module))
+    except (ArchitectureError, AttributeError, ValueError):
+        return None
 
 
 def prune_table(report: dict):
@@ -54,8 +63,11 @@ def prune_table(report: dict):
                   f"{report['macs_factor']:.2f}x fewer")
     table.add_row("parameters", f"{report['params_before']:,}", f"{report['params_after']:,}",
                   f"{report['params_before'] / report['params_after']:.2f}x fewer")
-    table.add_row("stage widths", " / ".join(map(str, report["stage_widths_before"])),
-                  " / ".join(map(str, report["stage_widths_after"])), "")
+    if report["stage_widths_before"] and report["stage_widths_after"]:
+        table.add_row("stage widths", " / ".join(map(str, report["stage_widths_before"])),
+                      " / ".join(map(str, report["stage_widths_after"])), "")
     if report["removed_blocks"]:
         table.add_row("blocks removed", "", str(len(report["removed_blocks"])), "")
+    for space, op in report.get("frozen", {}).items():  # kept whole: an op the analysis cannot follow
+        table.add_row(f"kept whole: {space}", "", "", f"by {op}")
     return table

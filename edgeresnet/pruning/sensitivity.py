@@ -17,7 +17,7 @@ from ..evaluate import evaluate
 from ..model import Model
 from .importance import Criterion, channel_scores, unit_scores
 from .select import allowed_counts, choose, nearest
-from .structure import analyse, zoo_module
+from .structure import prunable
 from .surgery import cut
 
 
@@ -55,8 +55,7 @@ class SensitivityReport(BaseModel):
 
 
 def sensitivity(model: Model, data: ImageDataset, config: SensitivityConfig = SensitivityConfig()) -> SensitivityReport:
-    module = zoo_module(model)
-    structure = analyse(module)
+    module, structure = prunable(model)
     scores = unit_scores(structure, channel_scores(module, structure, config.importance))
     sample = data.subset(config.images, seed=config.seed)
 

@@ -1,10 +1,13 @@
 """Cut channels out of a ResNet: a smaller dense copy, not a mask.
 
 ``cut`` takes the channels to keep in each space and rewrites every module that writes
-or reads them: conv output filters and batch norms, conv input channels (per group for a
-ResNeXt conv), the classifier's inputs, and the offsets of zero-padding shortcuts. A
-block whose inner channels are all gone becomes an identity: its input is already the
-output of a ReLU, so relu(x + 0) = x.
+or reads them: conv and linear output filters with their biases (an SE block's 1x1
+convs too), batch norms wherever they sit (after a conv, or before one in a
+pre-activation block), conv input channels (per group for a ResNeXt conv), the
+classifier's inputs, and the offsets of zero-padding shortcuts; a torch.cat needs no
+rewrite, its output is as wide as its inputs. A block whose inner channels are all gone
+becomes an identity: the analysis allows it only where that is exact, its input being
+the output of a ReLU (relu(x + 0) = x) or no activation following the addition.
 """
 
 from __future__ import annotations
@@ -65,26 +68,32 @@ def _inside(name: str, blocks: set[str]) -> bool:
 
 
 def _sliced(layer: nn.Module, out_keep: list[int] | None, in_keep: list[int] | None) -> nn.Module:
-    if isinstance(layer, nn.BatchNorm2d):
+    if isinstance(layer, nn.modules.batchnorm._BatchNorm):
         return _sliced_norm(layer, out_keep)
     if isinstance(layer, nn.Linear):
-        new = nn.Linear(len(in_keep), layer.out_features, bias=layer.bias is not None, device=layer.weight.device)
-        new.weight.copy_(layer.weight[:, in_keep])
+        out_keep = list(range(layer.out_features)) if out_keep is None else out_keep
+        in_keep = list(range(layer.in_features)) if in_keep is None else in_keep
+        new = nn.Linear(len(in_keep), len(out_keep), bias=layer.bias is not None, device=layer.weight.device,
+                        dtype=layer.weight.dtype)
+        new.weight.copy_(layer.weight[out_keep][:, in_keep])
         if layer.bias is not None:
-            new.bias.copy_(layer.bias)
+            new.bias.copy_(layer.bias[out_keep])
         return new
     if isinstance(layer, nn.Conv2d):
         return _sliced_conv(layer, out_keep, in_keep)
     raise TypeError(f"cannot prune a {type(layer).__name__}")  # structure.analyse names only these
 
 
-def _sliced_norm(norm: nn.BatchNorm2d, keep: list[int]) -> nn.BatchNorm2d:
-    new = nn.BatchNorm2d(len(keep), eps=norm.eps, momentum=norm.momentum, affine=norm.affine,
-                         track_running_stats=norm.track_running_stats, device=norm.running_mean.device)
+def _sliced_norm(norm: nn.modules.batchnorm._BatchNorm, keep: list[int]) -> nn.Module:
+    """BatchNorm1d or 2d, with or without affine weights and running statistics."""
+    tensor = next((t for t in (norm.weight, norm.running_mean) if t is not None), torch.empty(0))
+    options = {"bias": False} if norm.affine and norm.bias is None else {}  # torch >= 2.13: weight without bias
+    new = type(norm)(len(keep), eps=norm.eps, momentum=norm.momentum, affine=norm.affine,
+                     track_running_stats=norm.track_running_stats, device=tensor.device, dtype=tensor.dtype, **options)
     for name in ("weight", "bias", "running_mean", "running_var"):
         if getattr(norm, name) is not None:
             getattr(new, name).copy_(getattr(norm, name)[keep])
-    if norm.num_batches_tracked is not None:
+    if getattr(norm, "num_batches_tracked", None) is not None:
         new.num_batches_tracked.copy_(norm.num_batches_tracked)
     return new.train(norm.training)
 

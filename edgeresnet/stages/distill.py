@@ -31,7 +31,7 @@ from ..training.config import Execution, TrainConfig
 from ..training.data import TrainBatches
 from ..training.losses import FeatureDistiller, distillation_objective
 from ..training.loop import EpochRecord, fit
-from .load import check_labels
+from .load import as_model, check_labels
 
 
 class DistillConfig(TrainConfig):
@@ -55,8 +55,9 @@ def distill(
     execution: Execution = Execution(),
 ) -> tuple[Model, list[EpochRecord]]:
     """``student`` trained to imitate ``teacher`` on ``data``, and the history of its epochs
-    (with top-1 on ``validation`` after each one, when given). Under torchrun, every process
-    calls it (see edgeresnet/distributed.py)."""
+    (with top-1 on ``validation`` after each one, when given). Each model is a Model, a path or
+    an nn.Module. Under torchrun, every process calls it (see edgeresnet/distributed.py)."""
+    student, teacher = as_model(student), as_model(teacher)
     _check_pair(student, teacher)
     check_labels(student.num_classes, data.classes)
     if validation is not None:

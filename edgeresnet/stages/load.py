@@ -7,7 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import DataError
-from ..loading import load_with_spec
+from ..loading import read_model
 from ..model import Model
 from ..preprocess import Preprocess
 
@@ -20,20 +20,34 @@ def load_model(
     preprocess: Preprocess | None = None,
     labels: tuple[str, ...] | None = None,
 ) -> Model:
-    module, spec = load_with_spec(source, arch, trust_checkpoint=trust_checkpoint)
+    """``labels`` are the data's class names; labels the source carries (Hugging Face's
+    id2label) take their place in the artifacts, and the data must have as many classes."""
+    intake = read_model(source, arch, trust_checkpoint=trust_checkpoint)
+    spec = intake.spec
     if labels is not None:
-        check_labels(spec.num_classes, labels)
+        check_labels(intake.num_classes, labels)
+    preprocess = preprocess or intake.preprocess or Preprocess.for_family(intake.family)
+    if intake.in_chans == 1 and preprocess.channel_order != "L":
+        preprocess = preprocess.grayscale()
     return Model(
-        module=module,
-        arch=spec.name or "resnet",
-        family=spec.family,
-        preprocess=preprocess or Preprocess.for_family(spec.family),
-        num_classes=spec.num_classes,
-        labels=labels,
+        module=intake.module,
+        arch=(spec.name or "resnet") if spec is not None else "module",
+        family=intake.family,
+        preprocess=preprocess,
+        num_classes=intake.num_classes,
+        labels=intake.labels or labels,
         source=str(source) if not isinstance(source, nn.Module) else "<module>",
-        options=spec.options,
-        plan=spec.plan,
+        options=spec.options if spec is not None else {},
+        plan=spec.plan if spec is not None else None,
+        in_chans=intake.in_chans,
+        layout=intake.layout,
     )
+
+
+def as_model(source: "str | Path | nn.Module | Model") -> Model:
+    """What every public function that takes a model accepts: a Model as it is, or a path or an
+    nn.Module read as ``load_model`` reads it."""
+    return source if isinstance(source, Model) else load_model(source)
 
 
 def check_labels(num_classes: int, labels: tuple[str, ...]) -> None:

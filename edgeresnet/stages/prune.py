@@ -19,16 +19,17 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..data import ImageDataset, batches, sample_pixels
-from ..errors import DataError, EdgeResNetError
+from ..errors import ArchitectureError, DataError, EdgeResNetError
 from ..model import Model
-from ..models.detect import detect
+from ..models.detect import ArchSpec, detect
 from ..models.plan import ChannelPlan
 from ..models.summary import meta_copy, count_macs, count_params
 from ..pruning.importance import Criterion, block_scores, channel_scores, unit_scores
 from ..pruning.search import fewest_blocks, fill_up, smallest_ratio, unreachable
 from ..pruning.select import Scope, choose, keep_counts, kept_fraction, removable_blocks
-from ..pruning.structure import Structure, analyse, zoo_module
+from ..pruning.structure import Structure, prunable
 from ..pruning.surgery import cut
+from .load import as_model
 
 
 class LatencyProbe(BaseModel):
@@ -76,11 +77,11 @@ class PruneConfig(BaseModel):
         return self
 
 
-def prune(model: Model, config: PruneConfig, data: ImageDataset | None = None) -> Model:
-    """A pruned copy of ``model``; ``data`` (labelled images) feeds the taylor criterion and
-    calibrates the artifacts a latency target is measured on."""
-    module = zoo_module(model)
-    structure = analyse(module)
+def prune(model: Model | str | Path | torch.nn.Module, config: PruneConfig, data: ImageDataset | None = None) -> Model:
+    """A pruned copy of ``model`` (a Model, a path or an nn.Module); ``data`` (labelled images)
+    feeds the taylor criterion and calibrates the artifacts a latency target is measured on."""
+    model = as_model(model)
+    module, structure = prunable(model)
     raw = channel_scores(module, structure, config.importance, _taylor_batches(model, config, data))
     scores = unit_scores(structure, raw)
     size = model.preprocess.input_size
@@ -135,6 +136,7 @@ def prune(model: Model, config: PruneConfig, data: ImageDataset | None = None) -
         "importance": config.importance, "scope": config.scope, "round_to": config.round_to,
         "target": {k: v for k, v in config.model_dump(include={"ratio", "macs", "latency_ms"}).items() if v is not None},
         "kept_fraction": round(kept_fraction(structure, counts), 4), "removed_blocks": list(removed),
+        **({"frozen": dict(structure.frozen)} if structure.frozen else {}),  # spaces kept whole, and why
         **({"block_cost": config.block_cost} if config.remove_blocks else {}),
         "macs_before": base_macs, "macs_after": macs, "macs_factor": round(base_macs / macs, 4),
         "params_before": count_params(module), "params_after": count_params(pruned),
@@ -197,16 +199,26 @@ def _block_costs(model: Model, module, structure: Structure, config: PruneConfig
 
 
 def _plan(model: Model, structure: Structure, keep, removed, pruned, info) -> ChannelPlan:
-    base = model.plan.base if model.plan else {
-        k: list(v) if isinstance(v, tuple) else v  # as JSON holds it, so that a reloaded plan compares equal
-        for k, v in dataclasses.asdict(detect(model.module.state_dict())).items() if k != "plan"
-    }
+    # As JSON holds it, so that a reloaded plan compares equal. A general layout comes from the
+    # model's options: some of its fields (where a bottleneck strides) are not in the weights.
+    base = model.plan.base if model.plan else (
+        ArchSpec.from_json(model.options).to_json() if "layout" in model.options
+        else _detected_base(model.module))
     widths = {name: len(channels) for name, channels in keep.items() if structure.spaces[name].block not in removed}
     pads = {name: (pruned.get_submodule(name).before, pruned.get_submodule(name).after)
             for name in structure.pads if not any(name.startswith(b + ".") for b in removed)}
     earlier = model.plan.removed_blocks if model.plan else ()
     return ChannelPlan(base=base, widths=widths, pads=pads, removed_blocks=tuple(sorted({*earlier, *removed})),
                        info=info)
+
+
+def _detected_base(module: torch.nn.Module) -> dict:
+    """The architecture the weights fit; a module no layout describes is named by its class
+    (the plan records its widths, but only that class can be cut to them again)."""
+    try:
+        return detect(module.state_dict()).to_json()
+    except ArchitectureError:
+        return {"module": f"{type(module).__module__}.{type(module).__qualname__}"}
 
 
 def _recalibrate_norms(module: torch.nn.Module, model: Model, data: ImageDataset, config: PruneConfig) -> None:

@@ -29,7 +29,7 @@ from ..training.config import Execution, TrainConfig
 from ..training.data import TrainBatches
 from ..training.loop import EpochRecord, fit
 from ..training.losses import distillation_objective
-from .load import check_labels
+from .load import as_model, check_labels
 
 Scheme = Literal["tflite", "openvino", "coreml"]
 # The scheme each int8 target needs, for `scheme: auto`.
@@ -62,8 +62,11 @@ def qat(
     log: Callable[[str], None] = lambda message: None,
     execution: Execution = Execution(),
 ) -> tuple[Model, list[EpochRecord]]:
-    """``model`` trained for ``scheme``'s int8 arithmetic on ``data`` (``config.scheme`` unless
-    it is "auto"), distilled from ``teacher`` (default: ``model`` itself, in float)."""
+    """``model`` (a Model, a path or an nn.Module) trained for ``scheme``'s int8 arithmetic on
+    ``data`` (``config.scheme`` unless it is "auto"), distilled from ``teacher`` (default:
+    ``model`` itself, in float)."""
+    model = as_model(model)
+    teacher = as_model(teacher) if teacher is not None else None
     scheme = resolve_scheme(config, scheme)
     if model.qat is not None:
         raise EdgeResNetError("this model has been through quantization-aware training already",
