@@ -214,3 +214,25 @@ def test_every_public_function_takes_a_path_a_module_or_a_model(saved, tmp_path)
     assert isinstance(student, edgeresnet.Model)
     report = edgeresnet.compress(module, data, "onnx", tmp_path / "run")
     assert [row.target for row in report.results if row.target == "onnx"] == ["onnx"]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Labelled images at each input size the catalogue uses, for the training stages."""
+    from helpers import make_image_folder
+
+    root = tmp_path_factory.mktemp("images")
+    return lambda size, classes: edgeresnet.open_dataset(make_image_folder(
+        root / f"{size}-{classes}", classes=tuple(f"c{i}" for i in range(classes)), per_class=2, size=size))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_few_tflite_qat_steps_run(name, saved, images):
+    entry = by_name(name)
+    model = _model(entry, saved[name][0])
+    data = images(entry.input_shape[-1], entry.num_classes)
+    config = edgeresnet.QatConfig(epochs=1, batch_size=4, limit=4, calibration_images=4)  # one step
+    trained, history = edgeresnet.qat(model, config, data, scheme="tflite")
+    assert trained.qat is not None and trained.qat.scheme == "tflite" and len(history) == 1
+    with torch.no_grad():
+        assert trained.module(_example(entry, 2)).shape == (2, entry.num_classes)
