@@ -3,7 +3,8 @@
 tflite.py simulates TFLite's int8 kernels on every ResNet layout edgeresnet loads (deep
 stems, average-pool shortcuts, squeeze-excitation, ECA, pre-activation; not modules no
 layout describes) and hands the ranges it learned to the TFLite exporter; openvino.py and
-coreml.py wrap the vendors' own QAT tools (NNCF, coremltools.optimize.torch), whose quantizers their converters read.
+coreml.py wrap the vendors' own QAT tools (NNCF, coremltools.optimize.torch), whose
+quantizers their converters read.
 
 Each scheme module offers the qat stage the same three functions:
 
