@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from edgeresnet.errors import ArchitectureError, CheckpointError
 from edgeresnet.intake.layouts import Canonical, candidates
-from edgeresnet.models.detect import ArchSpec, apply_state_dict, detect, mismatch, spec_of, spec_with_plan
+from edgeresnet.models.detect import (ArchSpec, apply_state_dict, detect, mismatch, shapes_only, spec_of,
+                                      spec_with_plan)
 from edgeresnet.preprocess import Preprocess
 
 # Where training scripts commonly nest the weights; other entries (epoch, optimizer,
@@ -106,7 +107,7 @@ def _from_weights(state_dict: dict[str, Tensor], arch: str | ArchSpec | None,
         spec, canonical = _spec(arch, state_dict), Canonical("edgeresnet", state_dict)
     else:
         spec, canonical = _detect(state_dict, config)
-    model = _build(spec)
+    model = _empty(spec)
     try:
         apply_state_dict(model, canonical.state_dict, str(spec))
     except ArchitectureError as error:
@@ -120,6 +121,20 @@ def _build(spec: ArchSpec) -> nn.Module:
     from edgeresnet.pruning.rebuild import rebuild
 
     return rebuild(spec.plan)
+
+
+def _empty(spec: ArchSpec) -> nn.Module:
+    """The architecture on the CPU with uninitialised weights, for a strict load to overwrite
+    every one: running the initialisers on a ResNet-50's 25 M weights first costs a second.
+    Buffers start at zero, the right value for the one kind a checkpoint may lack
+    (num_batches_tracked)."""
+    with shapes_only():
+        module = _build(spec)
+    module = module.to_empty(device="cpu")
+    with torch.no_grad():
+        for buffer in module.buffers():
+            buffer.zero_()
+    return module
 
 
 def _detect(state_dict: Mapping[str, Tensor], config: Mapping[str, Any] | None = None) -> tuple[ArchSpec, Canonical]:
@@ -174,7 +189,7 @@ def _from_module(module: nn.Module, arch: str | ArchSpec | None) -> Intake:
     state_dict = _clean(module.state_dict(), origin)
     if arch is not None:
         spec = _spec(arch, state_dict)
-        with torch.device("meta"):
+        with shapes_only():
             problem = mismatch(_build(spec).state_dict(), state_dict)
         if problem:  # detect() checks the fit itself; a named arch has not been checked
             raise ArchitectureError(f"the module does not fit {spec}: {problem}", hint=_wrong_arch_hint(state_dict))
@@ -453,7 +468,9 @@ def _clean(loaded: Any, origin: Path | str) -> dict[str, Tensor]:
             state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
     state_dict = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
     for key, tensor in state_dict.items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        # A sum is finite exactly when every value is (weights do not add up to 3e38): one pass
+        # without a mask, several times faster than isfinite().all() on a ResNet-50.
+        if tensor.is_floating_point() and not torch.isfinite(tensor.sum()):
             raise CheckpointError(
                 f"weight {key!r} in {origin} holds NaN or Inf values",
                 hint="the checkpoint is damaged or training diverged; use an earlier checkpoint",
