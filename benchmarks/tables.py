@@ -134,7 +134,21 @@ TABLES = {
     "scaling": scaling,
     "runner-vs-vendor": runner_vs_vendor,
     "training": training,
+    "foreign-models": lambda: _script("foreign_models").table(),
 }
+
+
+def _script(name: str):
+    """A benchmark script that renders its own table (it knows its JSON best), imported by path."""
+    import importlib.util
+    import sys
+
+    if str(HERE) not in sys.path:  # the scripts import their siblings (measuring.py) by name
+        sys.path.insert(0, str(HERE))
+    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def render(readme: Path = HERE / "README.md") -> None:
