@@ -118,6 +118,15 @@ def training() -> str:
     return "\n".join(lines) + "\n\n" + _host(data)
 
 
+def load_time() -> str:
+    data = json.loads((RESULTS / "load-time.json").read_text())
+    lines = ["| model | parameters | layout detected | load s (median) |", "| --- | --- | --- | --- |"]
+    for row in data["rows"]:
+        lines.append(f"| {row['model']} | {row['params'] / 1e6:.2f} M | {row['layout']} | {row['seconds']:.2f} |")
+    return "\n".join(lines) + f"\n\nWorst: {data['worst_seconds']:.2f} s (goal {data['goal_seconds']:.0f} s), " \
+        f"median of {data['repeats']} fresh processes each. " + _host(data)
+
+
 def _host(data: dict) -> str:
     host = data["host"]
     return f"Host: {host['cpu']}, {host['cores']} cores, {host['os']}, Python {host['python']}."
@@ -135,6 +144,7 @@ TABLES = {
     "runner-vs-vendor": runner_vs_vendor,
     "training": training,
     "foreign-models": lambda: _script("foreign_models").table(),
+    "load-time": load_time,
 }
 
 
