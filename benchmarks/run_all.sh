@@ -20,4 +20,7 @@ paired=ptq-int8,qat-int8
 [[ "${1:-}" == "--quick" ]] && paired=ptq-int8
 $PY benchmarks/paired_accuracy.py --models resnet20,resnet56 --recipes "$paired"
 $PY benchmarks/training.py
+$PY benchmarks/load_time.py
+# ResNets written elsewhere, trained briefly at width 8 (the settings table 5 was measured with).
+$PY benchmarks/foreign_models.py --width 8 --epochs 2
 $PY benchmarks/tables.py
