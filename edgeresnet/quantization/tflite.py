@@ -142,7 +142,23 @@ class QuantBlock(nn.Module):
         return self.out(F.relu(self.path(x) + self.shortcut(x)))
 
 
-class QatResNet(nn.Module):
+class _QatNetwork(nn.Module):
+    """What both simulators share: input quantizer, stem, max pool, blocks, mean, head."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.stem(self.input(x)))
+        x = self.blocks(x)
+        x = _global_mean(x, self.pool)
+        return self.head(x)
+
+    def quantizers(self) -> dict[str, ActivationQuantizer]:
+        return {name: m for name, m in self.named_modules() if isinstance(m, ActivationQuantizer)}
+
+    def conv_bns(self) -> list[QuantConvBn]:
+        return [m for m in self.modules() if isinstance(m, QuantConvBn)]
+
+
+class QatResNet(_QatNetwork):
     def __init__(self, net: nn.Module):
         super().__init__()
         net = copy.deepcopy(net)
@@ -173,18 +189,6 @@ class QatResNet(nn.Module):
                 block.shortcut.source.append(previous)
             previous = block.out
         self.head.source.extend([self.pool, previous])
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.stem(self.input(x)))
-        x = self.blocks(x)
-        x = _global_mean(x, self.pool)
-        return self.head(x)
-
-    def quantizers(self) -> dict[str, ActivationQuantizer]:
-        return {name: m for name, m in self.named_modules() if isinstance(m, ActivationQuantizer)}
-
-    def conv_bns(self) -> list[QuantConvBn]:
-        return [m for m in self.modules() if isinstance(m, QuantConvBn)]
 
 
 def _stages(net: nn.Module) -> list[str]:
@@ -416,7 +420,7 @@ _OTHER_SCHEMES = ("train it for openvino-int8 or coreml-w8a8 instead (qat scheme
                   "quantize it after training (the ptq-int8 recipe)")
 
 
-class QatGeneralResNet(nn.Module):
+class QatGeneralResNet(_QatNetwork):
     """A GeneralResNet with fake quantization where TFLite's int8 kernels round (see above)."""
 
     def __init__(self, net: nn.Module):
@@ -451,18 +455,6 @@ class QatGeneralResNet(nn.Module):
             raise ArchitectureError("quantization-aware training for TFLite needs a Linear head (fc)", _OTHER_SCHEMES)
         self.head = QuantLinear(net.fc, "fc")
         self.head.source.extend([self.pool, previous])
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.stem(self.input(x)))
-        x = self.blocks(x)
-        x = _global_mean(x, self.pool)
-        return self.head(x)
-
-    def quantizers(self) -> dict[str, ActivationQuantizer]:
-        return {name: m for name, m in self.named_modules() if isinstance(m, ActivationQuantizer)}
-
-    def conv_bns(self) -> list[QuantConvBn]:
-        return [m for m in self.modules() if isinstance(m, QuantConvBn)]
 
 
 def _stem_convs(stem: nn.Module, last_norm: tuple) -> list[QuantConvBn]:
