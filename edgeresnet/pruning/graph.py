@@ -385,7 +385,7 @@ class _Walk:
 
     def _reduction(self, node: fx.Node) -> None:
         """A mean (or sum, max) over H and W keeps the channels; over N or C it does not."""
-        source, shape = node.args[0], self.shape(node)
+        source = node.args[0]
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
         rank = self._rank(source)
         if dims is None or rank < 2:

@@ -10,7 +10,6 @@ Recovering the accuracy pruning costs is the distill stage's job.
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Literal
