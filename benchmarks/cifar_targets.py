@@ -45,7 +45,7 @@ def simulated_w8a8(model: str, shared: Path) -> dict:
     from edgeresnet.data import normalize, open_dataset
     from edgeresnet.evaluate import evaluate
     from edgeresnet.export.coreml_w8a8 import quantize_w8a8
-    from edgeresnet.stages.calibrate import calibrate
+    from edgeresnet.stages.ptq import calibrate
 
     fp32 = edgeresnet.load_model(shared / f"models/cifar/{model}_cifar10jpeg.pt")
     calibration = calibrate(fp32, open_dataset(shared / "datasets/cifar10-jpeg/train.zip"))  # compress's defaults

@@ -41,11 +41,13 @@ Z95 = 1.959964  # the two-sided 95% quantile of the standard normal
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_producing_arguments(parser, recipes="ptq-int8,qat-int8")
+    parser.add_argument("--out", default=str(HERE / "results" / "paired-accuracy-{model}.json"),
+                        help="where to write each model's results ({model} is replaced)")
     args = parser.parse_args()
     reuse, settings = producing_options(args)
     for model in args.models.split(","):
         result = paired_table(model, args.shared, args.recipes.split(","), reuse, settings)
-        out = HERE / "results" / f"paired-accuracy-{model}.json"
+        out = Path(args.out.replace("{model}", model))
         out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {out}", file=sys.stderr)
 

@@ -51,7 +51,7 @@ def main() -> None:
     from edgeresnet.pipeline import CompressOptions, compress
     from edgeresnet.runner.runtimes import open_artifact
     from edgeresnet.runner.timing import measure_latency
-    from edgeresnet.stages.calibrate import CalibrationConfig
+    from edgeresnet.stages.ptq import PtqConfig
 
     data = args.shared / "datasets" / "cifar10-jpeg"
     test = open_dataset(data / "test.zip").subset(args.limit, seed=0)
@@ -67,7 +67,7 @@ def main() -> None:
               f"{len(models[name].plan.removed_blocks)} blocks removed", file=sys.stderr)
 
     # Pruned and not yet fine-tuned, a model has small margins that int8 flips more often.
-    options = CompressOptions(calibration=CalibrationConfig(size=256), export=ExportConfig(min_agreement=80),
+    options = CompressOptions(calibration=PtqConfig(size=256), export=ExportConfig(min_agreement=80),
                               threads=args.threads)
     results, runtimes = {}, {}
     with tempfile.TemporaryDirectory() as tmp:

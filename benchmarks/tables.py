@@ -56,9 +56,9 @@ def rerun(model: str) -> str:
     return "\n".join(lines) + f"\n\nThen: {_host(earlier)[6:]} Now: {_host(now)[6:]}"
 
 
-def paired_accuracy(model: str) -> str:
+def paired_accuracy(model: str, name: str = "paired-accuracy") -> str:
     """One row per edgeresnet file, one column per file it is compared with."""
-    data = json.loads((RESULTS / f"paired-accuracy-{model}.json").read_text())
+    data = json.loads((RESULTS / f"{name}-{model}.json").read_text())
     top1 = {(f["pipeline"], f["target"]): f["top1"] for f in data["files"]}
     ours = list(dict.fromkeys((row["edgeresnet"], row["edgeresnet_target"]) for row in data["comparisons"]))
     others = list(dict.fromkeys((row["against"], row["against_target"]) for row in data["comparisons"]))
@@ -140,6 +140,10 @@ TABLES = {
     "rerun-resnet20": lambda: rerun("resnet20"),
     "paired-resnet20": lambda: paired_accuracy("resnet20"),
     "paired-resnet56": lambda: paired_accuracy("resnet56"),
+    **{f"paired-ptq-{model}": (lambda model=model: paired_accuracy(model, "paired-ptq"))
+       for model in ("resnet20", "resnet56", "resnet20-12fca82f", "resnet56-4bfd9763")},
+    "ptq-fidelity": lambda: _script("ptq_fidelity").table(),
+    "openvino-cpu-fidelity": lambda: _script("openvino_cpu_fidelity").table(),
     "scaling": scaling,
     "runner-vs-vendor": runner_vs_vendor,
     "training": training,

@@ -127,7 +127,9 @@ def prepare(model: str, shared: Path, tmp: Path) -> Inputs:
     import edgeresnet
     from edgeresnet.data import open_dataset, sample_pixels
 
-    checkpoint = shared / "models" / "cifar" / f"{model}_cifar10jpeg.pt"
+    # "resnet20": the baseline fine-tuned on train.zip; "resnet20-12fca82f": the published checkpoint.
+    fine_tuned = shared / "models" / "cifar" / f"{model}_cifar10jpeg.pt"
+    checkpoint = fine_tuned if fine_tuned.exists() else shared / "models" / "cifar" / f"{model}.th"
     data = shared / "datasets" / "cifar10-jpeg"
     test, train = open_dataset(data / "test.zip"), open_dataset(data / "train.zip")
     spec = edgeresnet.load_model(checkpoint).preprocess

@@ -23,7 +23,9 @@ arch_option = click.option("--arch", help="Architecture name (e.g. resnet56); ov
 trust_option = click.option("--trust-checkpoint", is_flag=True,
                             help="Allow a checkpoint that needs full unpickling (it can run code: only for files you trust).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-data_option = click.option("--data", type=click.Path(path_type=Path), help="Evaluation images: ImageFolder directory, .zip of one, or .npz.")
+data_option = click.option("--data", type=click.Path(path_type=Path),
+                           help="Evaluation images: ImageFolder directory (root/<class>/<image>), .zip of one, or .npz; "
+                                "unlabelled: loose images (root/<image>) or an .npz of images alone.")
 limit_option = click.option("--limit", type=click.IntRange(min=1), help="Evaluate a seeded random subset of this many images.")
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsets and calibration.")
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="CPU threads for inference.")
@@ -132,8 +134,15 @@ def _model_and_data(model_path, data_path, arch, trust, preprocess_overrides, ne
     if data_path is None and need_data:
         raise EdgeResNetError("no evaluation data given", "pass --data with an ImageFolder directory, a .zip of one, or an .npz")
     data = open_dataset(data_path) if data_path is not None else None
-    model = _load(model_path, arch, trust, preprocess_overrides, data.classes if data else None)
-    return model, _in_model_order(data, model) if data is not None else None
+    model = _load(model_path, arch, trust, preprocess_overrides)
+    if data is None:
+        return model, None
+    from .stages.load import fit_labels
+
+    data = fit_labels(model.num_classes, data, log)  # the class count, or no labels at all
+    if data.labelled and not model.labels:
+        model = model.replace(labels=data.classes)
+    return model, _in_model_order(data, model)
 
 
 def _in_model_order(data, model):
@@ -144,10 +153,10 @@ def _in_model_order(data, model):
     return data
 
 
-def _load(model_path, arch, trust, overrides, labels):
+def _load(model_path, arch, trust, overrides):
     from .stages.load import load_model
 
-    model = load_model(model_path, arch=arch, trust_checkpoint=trust, labels=labels)
+    model = load_model(model_path, arch=arch, trust_checkpoint=trust)
     if any(value is not None for value in overrides.values()):
         model = model.replace(preprocess=_override_preprocess(model.preprocess, **overrides))
     return model
@@ -188,6 +197,14 @@ def _number(text, kind, flag):
         raise EdgeResNetError(f"{flag} expects a number, got {text!r}") from None
 
 
+def _require_labels(dataset, what: str) -> None:
+    if not dataset.labelled:
+        raise EdgeResNetError(f"{what} needs labels, and {dataset.source} has none (no class folders)",
+                              "pass an ImageFolder directory (root/<class>/<image>), a .zip of one, or an .npz with "
+                              "'images' and 'labels'; for unlabelled images use export or compress (agreement and "
+                              "latency) or bench")
+
+
 def _print_json(payload) -> None:
     click.echo(json.dumps(payload, indent=2))
 
@@ -196,7 +213,7 @@ def _print_json(payload) -> None:
 run_options = _stack(
     model_argument,
     data_option,
-    click.option("--train-data", type=click.Path(path_type=Path), help="Training images: what training stages learn on, pruning ranks channels on and int8 calibrates on (default for calibration: --data)."),
+    click.option("--train-data", type=click.Path(path_type=Path), help="Training images: what training stages learn on, pruning ranks channels on and int8 calibrates on (default for calibration: --data); calibration and distill with alpha 1 take unlabelled images."),
     click.option("--target", "targets", multiple=True,
                  help="Export target, repeatable or comma-separated (see `edgeresnet targets`)."),
     click.option("--out", type=click.Path(path_type=Path), help="Run directory (default: runs/<arch>-<time>)."),
@@ -210,8 +227,9 @@ run_options = _stack(
                  help="Input and output type of int8 TFLite files [default: int8; with --image-input the input "
                       "is the uint8 image and the output float32]."),
     click.option("--min-agreement", type=click.FloatRange(0, 100),
-                 help="Top-1 agreement with PyTorch (percent) each file must reach [default: int8 98, fp16 99.9, "
-                      "fp32 100]; lower it knowingly, e.g. for a pruned model not yet fine-tuned."),
+                 help="Top-1 agreement (percent) each file must reach with what it is checked against [default: "
+                      "an int8 file against the simulation of its runtime's integer arithmetic 99.5, against "
+                      "float PyTorch where no simulation exists 95; fp16 99.9, fp32 100]."),
     click.option("--max-accuracy-drop", type=click.FloatRange(0, 100), metavar="POINTS",
                  help="Fail the run (exit code 3, artifacts kept and marked failed) when a file loses more top-1 "
                       "points than this against the input model [default: the recipe's max_accuracy_drop; "
@@ -226,6 +244,9 @@ def export(**options):
     """Export MODEL to each --target, verify each file against PyTorch, and measure it on --data.
 
     int8 targets are quantized after training, calibrated on --train-data (or --data).
+    --data may be unlabelled: files are calibrated, verified and timed, and accuracy reads
+    "no labels". Without --data, targets that need no calibration (onnx, fp32, fp16) are
+    verified and timed on the embedded sample images, unlabelled, resized to the model's input.
     With no MODEL and no --data, runs on the embedded demo ResNet-20 and 300 CIFAR-10 images.
     """
     _run_pipeline(**options)
@@ -264,7 +285,7 @@ def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_
     from .data import open_dataset
     from .export import ExportConfig, parse_targets
     from .pipeline import CompressOptions, compress as run_compress
-    from .stages.calibrate import CalibrationConfig
+    from .stages.ptq import PtqConfig
     from .training.config import Execution
 
     # Before any slow work: a typo in a recipe, an override or a target fails at once.
@@ -279,6 +300,10 @@ def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_
     if not targets and loaded_recipe is not None:
         targets = loaded_recipe.targets
     target_list = parse_targets(targets)
+    if data is None and model is not None:  # before the slow loading: int8 needs calibration images
+        from .pipeline import check_calibration_source
+
+        check_calibration_source(target_list, train_data is not None)
     if resume and out is None:
         raise EdgeResNetError("--resume needs the --out of the interrupted run", "pass the same --out as before")
     from . import distributed
@@ -289,11 +314,15 @@ def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_
         raise EdgeResNetError("under torchrun, compress needs --out (every process must name the same run)",
                               "pass --out DIR")
     with work_on_stderr():
-        loaded, dataset = _model_and_data(model, data, arch, trust_checkpoint, preprocess)
+        loaded, dataset = _model_and_data(model, data, arch, trust_checkpoint, preprocess, need_data=False)
+        if dataset is None:
+            from .pipeline import embedded_samples
+
+            dataset = embedded_samples(log)
         dataset = dataset.subset(limit, seed=seed)
         calibration_data = _in_model_order(open_dataset(train_data), loaded) if train_data else None
         options = CompressOptions(
-            calibration=CalibrationConfig(size=calibration_size, seed=seed),
+            calibration=PtqConfig(size=calibration_size, seed=seed),
             export=ExportConfig(image_input=image_input, io_dtype=io_dtype, min_agreement=min_agreement),
             threads=threads,
         )
@@ -391,6 +420,7 @@ def prune_command(model, data, train_data, ratio, macs, latency_ms, latency_targ
         parse_targets([latency_target])
     with work_on_stderr():
         loaded, dataset = _model_and_data(model, data, arch, trust_checkpoint, preprocess)
+        _require_labels(dataset, "prune measures top-1 before and after on --data, which")
         dataset = dataset.subset(limit, seed=seed)
         train = _in_model_order(open_dataset(train_data), loaded) if train_data else dataset
         out = out or Path("runs") / f"{loaded.arch}-pruned-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -426,6 +456,7 @@ def sensitivity_command(model, data, ratios, importance, round_to, out, arch, tr
                      images=limit or 1000, seed=seed, threads=threads)
     with work_on_stderr():
         loaded, dataset = _model_and_data(model, data, arch, trust_checkpoint, preprocess)
+        _require_labels(dataset, "sensitivity measures top-1 on --data, which")
         report = sensitivity(loaded, dataset, config)
         out.mkdir(parents=True, exist_ok=True)
         (out / "sensitivity.json").write_text(report.model_dump_json(indent=2) + "\n")
@@ -467,6 +498,7 @@ def evaluate_command(model, data, arch, trust_checkpoint, limit, seed, threads, 
     from .evaluate import evaluate
 
     loaded, dataset = _model_and_data(model, data, arch, trust_checkpoint, preprocess)
+    _require_labels(dataset, "evaluate measures top-1 on --data, which")
     dataset = dataset.subset(limit, seed=seed)
     accuracy = evaluate(loaded.predictor(threads), dataset, loaded.preprocess, progress="Evaluating")
     result = {"model": loaded.source, "arch": loaded.arch, "data": dataset.source,
@@ -495,25 +527,30 @@ def evaluate_command(model, data, arch, trust_checkpoint, limit, seed, threads, 
 @click.option("--remote-python", default="python3", show_default=True,
               help="Python on the device that has the runner's dependencies.")
 @click.option("--keep-remote", is_flag=True, help="Leave the work directory on the device.")
+@click.option("--no-labels", is_flag=True, help="Ignore --data's labels: agreement with PyTorch FP32, no accuracy "
+                                                "(what unlabelled --data gets anyway).")
 @json_option
 def bench_command(path, data, threads, runs, warmup, batch, device, limit, seed, output, ssh_destination, ssh_config,
-                  remote_python, keep_remote, as_json):
+                  remote_python, keep_remote, no_labels, as_json):
     """Latency, memory and accuracy of each artifact at PATH (a run directory, or one artifact).
 
     Accuracy is measured on --data (default: the images the run was evaluated on, if they
-    are here), with the delta against the PyTorch baseline in each manifest.
+    are here), with the delta against the PyTorch baseline in each manifest. On unlabelled
+    --data, accuracy reads "no labels" and agreement with PyTorch FP32 is measured.
     """
     from .data import open_dataset
     from .runner.bench import bench, default_data
 
     config = _bench_config(threads=threads, runs=runs, warmup=warmup, batch=batch, device=device, limit=limit,
-                           seed=seed)
+                           seed=seed, labels=False if no_labels else None)
     with work_on_stderr():
         data_path = data
         if data_path is None and (found := default_data(path, seed)):
-            data_path, run_subset = found
+            data_path, run_subset, labelled = found
             if config.limit is None and run_subset:
                 config = config.model_copy(update={"limit": run_subset})  # the run's own seeded subset
+            if not labelled:  # the run read them without labels (the embedded samples, say): so does bench
+                config = config.model_copy(update={"labels": False})
         if data_path is None:
             log("no --data given and none recorded for this run: measuring latency and memory only")
         if ssh_destination:

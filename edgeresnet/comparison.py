@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EdgeResNetError
-from .report import human_size
+from .report import NO_LABELS, human_size
 
 PLOTS = ("latency_vs_accuracy.png", "size_per_target.png", "latency_distribution.png")
 
@@ -32,6 +32,7 @@ class Row:
     throughput_ips: float | None
     peak_rss_mb: float | None
     samples_ms: tuple[float, ...] = ()
+    labelled: bool = True  # False: measured on unlabelled images, so top-1 and delta are "no labels"
 
     @property
     def label(self) -> str:
@@ -65,6 +66,7 @@ def _read_json(path: Path) -> dict:
 
 def _bench_rows(run: str, report: dict) -> list[Row]:
     rows = []
+    labelled = (report.get("data") or {}).get("labelled", True)
     for result in report["results"]:
         if result["status"] != "ok":
             continue
@@ -72,18 +74,19 @@ def _bench_rows(run: str, report: dict) -> list[Row]:
         rows.append(Row(run, report["device"], result["target"], result["size_bytes"], accuracy.get("top1"),
                         accuracy.get("delta_top1"), accuracy.get("agreement"), latency["p50_ms"], latency["p99_ms"],
                         result["throughput_ips"], result["memory"]["peak_rss_mb"],
-                        tuple(latency.get("samples_ms") or ())))
+                        tuple(latency.get("samples_ms") or ()), labelled))
     return rows
 
 
 def _report_rows(run: str, report: dict) -> list[Row]:
     rows = []
+    labelled = report.get("data", {}).get("labelled", True)
     for result in report["results"]:
         latency = result.get("latency") or {}
         rows.append(Row(run, "export host", result["target"], result["size_bytes"], result["top1"],
                         result["delta_top1"], result["agreement"], latency.get("p50_ms"), latency.get("p99_ms"),
                         1e3 / latency["mean_ms"] if latency.get("mean_ms") else None, None,
-                        tuple(latency.get("samples_ms") or ())))
+                        tuple(latency.get("samples_ms") or ()), labelled))
     return rows
 
 
@@ -94,8 +97,10 @@ def _cells(row: Row) -> list[str]:
     def fmt(value, pattern):
         return "" if value is None else pattern.format(value)
 
-    return [row.run, row.device, row.target, human_size(row.size_bytes), fmt(row.top1, "{:.2f}%"),
-            fmt(row.delta_top1, "{:+.2f}"), fmt(row.agreement, "{:.2f}%"), fmt(row.p50_ms, "{:.3f} ms"),
+    measured = row.labelled or row.p50_ms is None  # a row not run here says nothing of labels
+    no_labels = "" if measured else NO_LABELS
+    delta = fmt(row.delta_top1, "{:+.2f}") or ("" if row.target.startswith("pytorch") else no_labels)
+    return [row.run, row.device, row.target, human_size(row.size_bytes), fmt(row.top1, "{:.2f}%") or no_labels, delta, fmt(row.agreement, "{:.2f}%"), fmt(row.p50_ms, "{:.3f} ms"),
             fmt(row.p99_ms, "{:.3f} ms"), fmt(row.throughput_ips, "{:.0f}"), fmt(row.peak_rss_mb, "{:.0f} MB")]
 
 
@@ -134,13 +139,16 @@ def plots(rows: list[Row], out: Path) -> list[Path]:
     written = []
 
     figure, axes = plt.subplots(figsize=(8, 5))
-    for row in rows:
-        if row.p50_ms is not None and row.top1 is not None:
-            axes.scatter(row.p50_ms, row.top1, color=colours[row.label])
-            axes.annotate(row.target, (row.p50_ms, row.top1), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    points = [row for row in rows if row.p50_ms is not None and row.top1 is not None]
+    for row in points:
+        axes.scatter(row.p50_ms, row.top1, color=colours[row.label])
+        axes.annotate(row.target, (row.p50_ms, row.top1), fontsize=7, xytext=(3, 3), textcoords="offset points")
     for label in labels:
         axes.scatter([], [], color=colours[label], label=label)
-    axes.set_xscale("log")  # PyTorch eager and int8 files lie an order of magnitude apart
+    if points:
+        axes.set_xscale("log")  # PyTorch eager and int8 files lie an order of magnitude apart
+    else:  # every run measured on unlabelled images: latency without accuracy
+        axes.text(0.5, 0.5, "no labels: no accuracy to plot", ha="center", va="center", transform=axes.transAxes)
     axes.set(xlabel="p50 latency, batch 1 (ms, log scale)", ylabel="top-1 (%)", title="Latency against accuracy")
     axes.legend(fontsize=7)
     written.append(_save(figure, out / PLOTS[0]))

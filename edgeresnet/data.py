@@ -1,7 +1,9 @@
-"""Labelled image data sets, read the way torchvision reads them, without torch.
+"""Image data sets, labelled or not, read the way torchvision reads them, without torch.
 
-A data set is an ImageFolder directory (``root/<class>/<image>``), a ``.zip`` of one, or
-an ``.npz`` with ``images`` and ``labels``. Images are decoded lazily with Pillow, one at
+A labelled data set is an ImageFolder directory (``root/<class>/<image>``), a ``.zip`` of
+one, or an ``.npz`` with ``images`` and ``labels``. An unlabelled one is a directory or
+``.zip`` of loose images (``root/<image>``), or an ``.npz`` with ``images`` alone: it
+serves calibration, fidelity and latency, and has no accuracy. Images are decoded lazily with Pillow, one at
 a time, so a 50,000-image zip costs nothing until it is iterated. This module imports
 only numpy and Pillow (rich inside the function that draws a progress bar), because the
 benchmark runner on a Raspberry Pi uses it without torch or tensorflow.
@@ -33,7 +35,8 @@ from edgeresnet.preprocess import Preprocess
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".gif", ".tif", ".tiff")
 
 LAYOUT_HINT = (
-    "give an ImageFolder directory (root/<class>/<image>), a .zip of one, or an .npz with 'images' and 'labels'"
+    "give an ImageFolder directory (root/<class>/<image>), a .zip of one, or an .npz with 'images' and 'labels' "
+    "(unlabelled: loose images root/<image>, or an .npz with 'images' only)"
 )
 
 Layout = Literal["NCHW", "NHWC"]
@@ -52,10 +55,12 @@ def _ignored(relpath: str) -> bool:
 
 
 class ImageDataset:
-    """Labelled images, decoded on demand.
+    """Images, labelled or not, decoded on demand.
 
     ``reader(k)`` decodes sample ``k`` of the underlying source to an RGB Pillow image;
-    a subset shares the reader and keeps only the positions it selected.
+    a subset shares the reader and keeps only the positions it selected. ``labels=None``
+    makes an unlabelled data set: no classes (``classes == ()``, ``labelled`` False), and
+    ``labels`` is -1 for every image, so that loaders still yield (images, labels) pairs.
     """
 
     def __init__(
@@ -63,30 +68,44 @@ class ImageDataset:
         source: str,
         classes: Sequence[str],
         names: Sequence[str],
-        labels: np.ndarray,
+        labels: np.ndarray | None,
         reader: Callable[[int], Image.Image],
         index: np.ndarray | None = None,
         content: np.ndarray | None = None,
     ):
         self.source = source
-        self.classes: tuple[str, ...] = tuple(classes)
+        self.classes: tuple[str, ...] = tuple(classes) if labels is not None else ()
         self._names = names
         self._all_labels = labels
         self._reader = reader
         self._index = np.arange(len(names), dtype=np.int64) if index is None else index
         self._content = content  # the npz pixels: an npz has no file names to fingerprint
-        self._labels = labels[self._index].astype(np.int64)
+        self._labels = (labels[self._index].astype(np.int64) if labels is not None
+                        else np.full(len(self._index), -1, dtype=np.int64))
         self._labels.flags.writeable = False
 
     def __len__(self) -> int:
         return len(self._index)
 
     def __repr__(self) -> str:
-        return f"ImageDataset({self.source!r}, {len(self)} images, {len(self.classes)} classes)"
+        kind = f"{len(self.classes)} classes" if self.labelled else "no labels"
+        return f"ImageDataset({self.source!r}, {len(self)} images, {kind})"
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the images have classes; without, there is no accuracy to measure on them."""
+        return self._all_labels is not None
 
     @property
     def labels(self) -> np.ndarray:
+        """Each image's class index; -1 for every image of an unlabelled data set."""
         return self._labels
+
+    def unlabelled(self) -> ImageDataset:
+        """The same images without their labels (e.g. sample images of classes the model does not predict)."""
+        if not self.labelled:
+            return self
+        return ImageDataset(self.source, (), self._names, None, self._reader, self._index, self._content)
 
     def name(self, i: int) -> str:
         """The sample's path inside the data set (``class/file.jpg``), for reports."""
@@ -113,7 +132,7 @@ class ImageDataset:
     def in_class_order(self, classes: Sequence[str]) -> ImageDataset:
         """The same images labelled by their class's position in ``classes`` (the same names in
         another order: a model's own label order, where folders sort alphabetically)."""
-        if tuple(classes) == self.classes:
+        if tuple(classes) == self.classes or not self.labelled:
             return self
         if sorted(classes) != sorted(self.classes):
             raise DataError(f"the data's classes {list(self.classes)[:5]} are not the model's {list(classes)[:5]}",
@@ -141,7 +160,8 @@ class ImageDataset:
 
 
 def open_dataset(path: str | os.PathLike) -> ImageDataset:
-    """Open an ImageFolder directory, a .zip of one, or an .npz of images and labels."""
+    """Open an ImageFolder directory, a .zip of one, or an .npz of images and labels; or, without
+    labels, a directory or .zip of loose images, or an .npz of images alone (see ``labelled``)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"data set {path} does not exist", f"check the path; {LAYOUT_HINT}")
@@ -201,30 +221,43 @@ def _open_zip(path: Path) -> ImageDataset:
     return ImageDataset(str(path), classes, names, labels, read)
 
 
-def _image_folder(files: list[str], where: str) -> tuple[str, list[str], list[str], np.ndarray]:
+def _image_folder(files: list[str], where: str) -> tuple[str, list[str], list[str], np.ndarray | None]:
     """Wrapper prefix, classes, sample paths (relative to the class root) and labels.
 
     As torchvision's ImageFolder: classes are the sorted names of the folders under the
     root, and every image below a class folder (at any depth) belongs to it. Unlike it,
     a class folder without images is skipped instead of failing the whole data set.
+    Images that all lie at the top (no class folders) are an unlabelled data set: no
+    classes, labels None. Loose images beside class folders are refused: whether the
+    folders are classes or just folders is the user's to say.
     """
     files = sorted(f for f in files if not _ignored(f))
     if not files:
-        raise DataError(f"data set {where} is empty", "put images in ImageFolder layout root/<class>/<image>")
+        raise DataError(f"data set {where} is empty", "put images in ImageFolder layout root/<class>/<image>, "
+                                                      "or loose images root/<image> for unlabelled data")
     prefix, files = _strip_wrappers(files)
 
     images = [f for f in files if is_image_name(f)]
     labelled = [f for f in images if "/" in f]
-    if not labelled:
-        if images:
-            raise DataError(
-                f"data set {where} holds images but no class folders, so they have no labels",
-                "arrange them in ImageFolder layout root/<class>/<image>",
-            )
+    loose = [f for f in images if "/" not in f]
+    if not images:
         raise DataError(
             f"no images found in {where} (looked for {', '.join(IMAGE_EXTENSIONS)})",
-            "put images in ImageFolder layout root/<class>/<image>",
+            "put images in ImageFolder layout root/<class>/<image>, or loose images root/<image> for unlabelled data",
         )
+    if loose and labelled:
+        folders = sorted({f.split("/", 1)[0] for f in labelled})
+        inside = f"{prefix}" if prefix else ""
+        raise DataError(
+            f"data set {where} mixes {len(loose)} loose image{'s' if len(loose) > 1 else ''} ({inside}{loose[0]}"
+            f"{', ...' if len(loose) > 1 else ''}) with images in {len(folders)} folder"
+            f"{'s' if len(folders) > 1 else ''} ({inside}{folders[0]}/{', ...' if len(folders) > 1 else ''}), "
+            "so it is unclear whether the folders are classes",
+            "for labels, move the loose images into their class folders (root/<class>/<image>); for unlabelled "
+            "data, keep only loose images (root/<image>)",
+        )
+    if loose:
+        return prefix, [], loose, None
     classes = sorted({f.split("/", 1)[0] for f in labelled})
     label_of = {c: i for i, c in enumerate(classes)}
     labels = np.array([label_of[f.split("/", 1)[0]] for f in labelled], dtype=np.int64)
@@ -252,27 +285,32 @@ def _strip_wrappers(files: list[str]) -> tuple[str, list[str]]:
 
 
 def _open_npz(path: Path) -> ImageDataset:
-    hint = "save it with np.savez(path, images=<N,H,W,3 uint8>, labels=<N ints>, classes=<optional names>)"
+    hint = ("save it with np.savez(path, images=<N,H,W,3 uint8>, labels=<N ints>, classes=<optional names>); "
+            "without labels, images alone")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except Exception as exc:  # a corrupt npz fails in zipfile, numpy's format parser or zlib
         raise DataError(f"{path} is not a readable .npz file ({exc})", hint) from exc
-    missing = [key for key in ("images", "labels") if key not in arrays]
-    if missing:
-        raise DataError(f"{path} has no {' or '.join(repr(m) for m in missing)} array (it has {sorted(arrays)})", hint)
-    images, labels = arrays["images"], arrays["labels"]
+    if "images" not in arrays:
+        raise DataError(f"{path} has no 'images' array (it has {sorted(arrays)})", hint)
+    images, labels = arrays["images"], arrays.get("labels")
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise DataError(f"'images' in {path} is {images.dtype} of shape {images.shape}, not N,H,W,3 uint8", hint)
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"'labels' in {path} is {labels.dtype} of shape {labels.shape}, not N integers", hint)
-    if len(images) != len(labels):
-        raise DataError(f"{path} has {len(images)} images but {len(labels)} labels", hint)
+    if labels is not None:
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise DataError(f"'labels' in {path} is {labels.dtype} of shape {labels.shape}, not N integers", hint)
+        if len(images) != len(labels):
+            raise DataError(f"{path} has {len(images)} images but {len(labels)} labels", hint)
     if len(images) == 0:
         raise DataError(f"data set {path} holds no images", hint)
-    if labels.min() < 0:
+    classes: list[str] = []
+    if labels is None:
+        if "classes" in arrays:
+            raise DataError(f"{path} has 'classes' but no 'labels' array", hint)
+    elif labels.min() < 0:
         raise DataError(f"{path} has negative labels", "labels must be class indices 0, 1, 2, ...")
-    if "classes" in arrays:
+    elif "classes" in arrays:
         classes = [str(c) for c in arrays["classes"].reshape(-1)]
         if labels.max() >= len(classes):
             raise DataError(f"{path} has label {labels.max()} but only {len(classes)} classes", hint)
@@ -283,7 +321,8 @@ def _open_npz(path: Path) -> ImageDataset:
         return Image.fromarray(images[k], "RGB")
 
     names = [str(i) for i in range(len(images))]
-    return ImageDataset(str(path), classes, names, labels.astype(np.int64), read, content=images)
+    return ImageDataset(str(path), classes, names, None if labels is None else labels.astype(np.int64), read,
+                        content=images)
 
 
 def _decode(fp, name: str) -> Image.Image:

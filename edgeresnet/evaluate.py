@@ -21,14 +21,21 @@ Predict = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class Accuracy:
-    """Top-1 and top-5 in percent over ``n`` images, and each image's top-1 class."""
+    """Top-1 and top-5 in percent over ``n`` images, and each image's top-1 class. On an
+    unlabelled data set top-1 and top-5 are None: only the predictions (for agreement) exist."""
 
-    top1: float
-    top5: float
+    top1: float | None
+    top5: float | None
     n: int
     predictions: np.ndarray = field(repr=False, compare=False)
 
+    @property
+    def labelled(self) -> bool:
+        return self.top1 is not None
+
     def __str__(self) -> str:
+        if not self.labelled:
+            return f"no labels ({self.n} images)"
         return f"top-1 {self.top1:.2f}%  top-5 {self.top5:.2f}%  ({self.n} images)"
 
 
@@ -79,9 +86,11 @@ def evaluate(
     """Run ``predict`` over the data set (or a seeded subset of ``limit`` images).
 
     Only the per-image results are kept, not the logits, so a 1000-class model on
-    50,000 images needs no more memory than one batch.
+    50,000 images needs no more memory than one batch. On an unlabelled data set only the
+    predictions are measured: top-1 and top-5 are None.
     """
     sample = dataset.subset(limit, seed)
+    labelled = sample.labelled
     predictions, right, in_topk = [], 0, 0
     for inputs, labels in batches(
         sample, spec, batch_size, layout=layout, normalized=normalized, progress=progress
@@ -96,12 +105,18 @@ def evaluate(
                 f"{len(sample.classes)} classes",
                 "evaluate on a data set with the classes the model was trained on",
             )
+        if not labelled:  # the top-1 class alone, ties to the lower index as hits() breaks them
+            predictions.append(hits(logits, np.zeros(len(logits), dtype=np.int64))[0])
+            continue
         top1, hit1, hitk = hits(logits, labels)
         predictions.append(top1)
         right += int(hit1.sum())
         in_topk += int(hitk.sum())
     n = len(sample)
-    return Accuracy(100.0 * right / n, 100.0 * in_topk / n, n, np.concatenate(predictions).astype(np.int64))
+    predicted = np.concatenate(predictions).astype(np.int64)
+    if not labelled:
+        return Accuracy(None, None, n, predicted)
+    return Accuracy(100.0 * right / n, 100.0 * in_topk / n, n, predicted)
 
 
 def agreement(pred_a: np.ndarray, pred_b: np.ndarray) -> float:

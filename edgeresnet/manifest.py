@@ -34,8 +34,8 @@ class TensorSpec(BaseModel):
 
 class AccuracySpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    top1: float
-    top5: float
+    top1: float | None  # None: measured on unlabelled images (predictions, no accuracy)
+    top5: float | None
     samples: int
     data: str
 
@@ -48,7 +48,10 @@ class Fidelity(BaseModel):
     agreement: float  # percent of equal top-1 predictions
     near_ties: int = 0  # flips where PyTorch's own two logits were within rounding of each other
     max_abs_diff: float  # largest output difference (logits; probabilities for an image-input file)
-    threshold: float  # the agreement the export required
+    threshold: float  # the agreement the export required (0: measured, not enforced)
+    # What the file was compared with: "pytorch-fp32" (the float model), "tflite-int8 simulation"
+    # (the PyTorch simulator of its runtime's integer arithmetic with its parameters), "... qat model".
+    reference: str = "pytorch-fp32"
 
 
 class Manifest(BaseModel):
@@ -72,7 +75,14 @@ class Manifest(BaseModel):
     source_model: dict[str, Any]
     baseline: AccuracySpec | None = None  # the FP32 PyTorch model on the evaluation data
     accuracy: AccuracySpec | None = None  # this artifact on the same data
+    # The images the file was verified, evaluated and timed on: name, source, samples, fingerprint,
+    # labelled (false: accuracy is null), and embedded (true: no --data, the embedded sample images).
+    data: dict[str, Any] | None = None
     fidelity: Fidelity | None = None  # None where no runtime for the file exists on the exporting host
+    # For an int8 file checked against its simulator: its agreement with the float model (reported).
+    fidelity_fp32: Fidelity | None = None
+    # How an int8 file's parameters were chosen: {"method": "ptq" | "qat" | "converter", ...settings}.
+    quantization: dict[str, Any] | None = None
     validation: dict[str, Any] | None = None  # checks of the file's own spec (CoreML: inputs, ops, weight dtypes)
     tools: dict[str, str]
     # Set when the run that wrote this file lost more accuracy than its --max-accuracy-drop

@@ -51,8 +51,8 @@ from .runner.host import host_info
 from .runner.runtimes import open_artifact
 from .runner.timing import measure_latency
 from .stage_runs import Source, StageRunner, run_identity
-from .stages.calibrate import CalibrationConfig, calibrate
-from .stages.load import as_model, check_labels
+from .stages.ptq import PtqConfig, calibrate
+from .stages.load import as_model, fit_labels
 from .stages.qat import TARGET_SCHEMES
 from .training.config import Execution, TrainConfig
 from .training.loop import check_precision
@@ -60,7 +60,7 @@ from .training.loop import check_precision
 
 class CompressOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    calibration: CalibrationConfig = CalibrationConfig()
+    calibration: PtqConfig = PtqConfig()
     export: ExportConfig = ExportConfig()
     threads: int = Field(default=2, ge=1)
     batch_size: int = Field(default=256, ge=1)
@@ -70,7 +70,7 @@ class CompressOptions(BaseModel):
 
 def compress(
     model: Model | str | Path | nn.Module,
-    data: ImageDataset | str | Path,
+    data: ImageDataset | str | Path | None,
     targets: list[Target] | list[str] | str,
     out: Path | str,
     *,
@@ -96,15 +96,28 @@ def compress(
 
     ``model`` may be a Model, a path or an nn.Module; ``data`` a data set or its path;
     ``targets`` Target values or their names ("tflite-int8" or "tflite-int8,onnx").
+
+    ``data`` may be unlabelled (``data.labelled`` False): the files are calibrated, verified and
+    timed on it, and every accuracy is None. ``data=None`` verifies and times them on the embedded
+    sample images, unlabelled, when nothing needs calibration images (int8 does, labelled or not:
+    then ``train_data`` calibrates). The accuracy guard cannot judge without labels: an explicit
+    ``max_accuracy_drop`` is then an error, the recipe's default is skipped with a message.
     """
     model = as_model(model)
-    data = data if isinstance(data, ImageDataset) else open_dataset(data)
     if isinstance(targets, str) or (targets and isinstance(targets[0], str)):
         targets = parse_targets([targets] if isinstance(targets, str) else list(targets))
+    if data is None:
+        check_calibration_source(targets, train_data is not None)
+        data = embedded_samples(log)
+    data = data if isinstance(data, ImageDataset) else open_dataset(data)
     out = Path(out)
-    check_labels(model.num_classes, data.classes)
-    model = model.replace(labels=model.labels or data.classes)
+    data = fit_labels(model.num_classes, data, log)
+    if train_data is not None and _learns_from_labels(recipe):  # calibration alone reads no labels
+        train_data = fit_labels(model.num_classes, train_data, log)
+    model = model.replace(labels=model.labels or data.classes or None)
     plan = _check_plan(recipe, targets, train_data)  # a wrong combination fails before any work
+    _check_unlabelled_training(recipe, train_data)
+    max_accuracy_drop = _accuracy_limit(max_accuracy_drop, recipe, data, log)
     distributed.check_device(execution.device)
     for _, config in plan.stages:
         if isinstance(config, TrainConfig):
@@ -172,22 +185,22 @@ def _lead(model: Model, data: ImageDataset, targets: list[Target], out: Path, re
             for source, group in _grouped(sources):
                 artifacts += export(source.model, group, run, samples=samples,
                                     calibration=calibration.pixels if calibration else None,
-                                    config=options.export, threads=options.threads)
+                                    config=options.export, threads=options.threads, ptq=calibration_config)
 
-        limit = max_accuracy_drop if max_accuracy_drop is not None else recipe.max_accuracy_drop if recipe else None
+        limit = max_accuracy_drop  # resolved by compress(): the flag, else the recipe's, and none without labels
+        described = describe_data(data, fingerprint)
         rows = [_pytorch_row(model, baseline, normalize(samples[:1], spec), options)]
         for artifact in sorted(artifacts, key=lambda a: targets.index(a.target)):
             with stage(f"evaluate-{artifact.target.name}"):
                 rows.append(_artifact_row(artifact, data, fingerprint, spec, samples[:1], baseline,
-                                          sources[artifact.target], options, limit))
+                                          sources[artifact.target], options, limit, described))
         failures = [reason for row in rows if (reason := _failure(row.target, row.delta_top1, limit))]
         records = runner.records
         (run / "stages.json").write_text(json.dumps([r.model_dump() for r in records], indent=2) + "\n")
         plot_stages(records, rows, run / "stages.png")
         report = RunReport(
             model=model.describe(),
-            data={"name": Path(data.source).name, "source": data.source, "samples": len(data),
-                  "fingerprint": fingerprint, "classes": list(data.classes)},
+            data=described,
             calibration=calibration.describe() if calibration else None,
             results=rows, seconds=seconds, host=host_info(options.threads),
             recipe=recipe.to_dict() if recipe is not None else None, stages=records,
@@ -207,7 +220,7 @@ class _Plan(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
     stages: list[tuple[str, BaseModel]]  # the training and pruning stages, in order
     schemes: list[str]  # the int8 runtimes qat trains for
-    calibration: CalibrationConfig | None  # the ptq stage's settings
+    calibration: PtqConfig | None  # the ptq stage's settings
 
 
 def _check_plan(recipe: Recipe | None, targets: list[Target], train_data: ImageDataset | None) -> _Plan:
@@ -232,8 +245,82 @@ def _check_plan(recipe: Recipe | None, targets: list[Target], train_data: ImageD
     trains = [name for name, _ in stages if name in ("distill", "qat")]
     if trains and train_data is None:
         raise EdgeResNetError(f"recipe {recipe.name} trains ({', '.join(trains)}) and needs training images",
-                              "pass --train-data with a labelled ImageFolder, .zip or .npz (not the evaluation data)")
+                              "pass --train-data with an ImageFolder, .zip or .npz (not the evaluation data; unlabelled "
+                              "images only with alpha 1)")
     return _Plan(stages=stages, schemes=schemes, calibration=ptq.config if ptq else None)
+
+
+def embedded_samples(log: Callable[[str], None] = lambda message: None) -> ImageDataset:
+    """The embedded CIFAR-10 sample images, unlabelled: what files are verified and timed on without
+    --data. Each model's own preprocessing resizes them to its input (and to gray for a 1-channel one)."""
+    from .assets import DEMO_DATA
+
+    data = open_dataset(DEMO_DATA).unlabelled()
+    log(f"no --data given: verifying and timing on the {len(data)} embedded sample images of {DEMO_DATA.name}, "
+        "unlabelled and resized by the model's preprocessing (no accuracy: pass --data for it)")
+    return data
+
+
+def check_calibration_source(targets: list[Target], has_train_data: bool) -> None:
+    """Without --data, an int8 target still needs calibration images: from --train-data, or an error."""
+    int8 = [t.name for t in targets if t.needs_calibration]
+    if int8 and not has_train_data:
+        raise EdgeResNetError(f"{', '.join(int8)} needs calibration images, and no --data is given",
+                              "pass --data (or --train-data) with a folder, .zip or .npz of images, labelled or not")
+
+
+def describe_data(data: ImageDataset, fingerprint: str) -> dict:
+    """What report.json and every manifest record of the images the files were verified, evaluated and timed on."""
+    from .assets import DEMO_DATA
+
+    described = {"name": Path(data.source).name, "source": data.source, "samples": len(data),
+                 "fingerprint": fingerprint, "classes": list(data.classes), "labelled": data.labelled}
+    if not data.labelled and Path(data.source) == DEMO_DATA:
+        described["embedded"] = True  # no --data: the embedded sample images, resized by the model's preprocessing
+    return described
+
+
+def _accuracy_limit(asked: float | None, recipe: Recipe | None, data: ImageDataset, log) -> float | None:
+    """The top-1 drop the run is held to: ``asked``, else the recipe's; none on unlabelled data.
+
+    Without labels there is no top-1 to compare. Asked for explicitly, the guard that cannot
+    judge is an error (the user expects it to hold); coming only from a recipe's default, it is
+    skipped with a message, so that a builtin recipe still runs on unlabelled data.
+    """
+    if data.labelled:
+        return asked if asked is not None else recipe.max_accuracy_drop if recipe else None
+    if asked is not None:
+        raise EdgeResNetError(f"--max-accuracy-drop compares top-1 against the input model, but {data.source} "
+                              "has no labels", "pass labelled --data (root/<class>/<image>), or drop "
+                              "--max-accuracy-drop and judge by the agreement column")
+    if recipe is not None and recipe.max_accuracy_drop is not None:
+        log(f"recipe {recipe.name}'s max_accuracy_drop ({recipe.max_accuracy_drop:g} points) is not checked: "
+            f"{Path(data.source).name} has no labels")
+    return None
+
+
+def _learns_from_labels(recipe: Recipe | None) -> bool:
+    """Whether a stage of ``recipe`` reads --train-data's labels (when it has any)."""
+    return recipe is not None and any(
+        stage.name in ("distill", "qat") or (stage.name == "prune" and stage.config.importance == "taylor")
+        for stage in recipe.stages)
+
+
+def _check_unlabelled_training(recipe: Recipe | None, train_data: ImageDataset | None) -> None:
+    """Training stages on unlabelled --train-data: distill and qat learn from the teacher's outputs
+    alone with alpha 1 (the labels' weight is 1 - alpha); taylor pruning needs labels."""
+    if recipe is None or train_data is None or train_data.labelled:
+        return
+    hint = "pass --train-data with labels (root/<class>/<image>)"
+    for stage in recipe.stages:
+        if stage.name in ("distill", "qat") and stage.config.alpha < 1:
+            alpha = stage.config.alpha
+            raise EdgeResNetError(
+                f"{stage.name} weighs the labels by {1 - alpha:g} (alpha {alpha:g}), and {train_data.source} has no "
+                f"labels", f"{hint}, or learn from the teacher alone with -o {stage.name}.alpha=1")
+        if stage.name == "prune" and stage.config.importance == "taylor":
+            raise EdgeResNetError(f"prune's taylor importance needs labels, and {train_data.source} has none",
+                                  f"{hint}, or set -o prune.importance=l1 (or l2, bn)")
 
 
 def _failure(target: str, delta_top1: float | None, limit: float | None) -> str | None:
@@ -261,6 +348,7 @@ def _logging_to(path: Path, log: Callable[[str], None]) -> Callable[[str], None]
 
 
 def _accuracy_spec(accuracy: Accuracy, fingerprint: str) -> AccuracySpec:
+    """Top-1 and top-5 are None on unlabelled data: the samples and their fingerprint still say what ran."""
     return AccuracySpec(top1=accuracy.top1, top5=accuracy.top5, samples=accuracy.n, data=fingerprint)
 
 
@@ -269,18 +357,19 @@ def _pytorch_row(model: Model, baseline: Accuracy, one, options: CompressOptions
     size = sum(t.numel() * t.element_size() for t in model.module.state_dict().values())
     return ResultRow(
         target="pytorch-fp32", file=None, size_bytes=size, top1=baseline.top1, top5=baseline.top5,
-        delta_top1=0.0, agreement=100.0,
+        delta_top1=0.0 if baseline.labelled else None, agreement=100.0,
         latency=measure_latency(lambda: predict(one), runs=options.latency_runs, warmup=options.latency_warmup).to_dict(),
     )
 
 
 def _artifact_row(artifact: Artifact, data: ImageDataset, fingerprint: str, spec, pixels, baseline: Accuracy,
-                  source: Source, options, limit: float | None) -> ResultRow:
+                  source: Source, options, limit: float | None, described: dict) -> ResultRow:
     """Evaluate and time one artifact; `pixels` is the image (uint8 NHWC RGB) it is timed on. Its
-    manifest learns its accuracy, and whether it failed the ``limit`` on lost top-1."""
+    manifest learns its accuracy (None on unlabelled data), what it was verified and measured on
+    (``described``), and whether it failed the ``limit`` on lost top-1."""
     file = str(Path(artifact.target.name) / artifact.path.name)
     # The manifest learns what the artifact was measured to do; the runner checks against it later.
-    update = {"baseline": _accuracy_spec(baseline, fingerprint)}
+    update = {"baseline": _accuracy_spec(baseline, fingerprint), "data": described}
     if artifact.manifest.fidelity is None:  # no runtime for it here: its spec was validated instead
         write_manifest(artifact.manifest.model_copy(update=update), artifact.directory)
         check = (artifact.manifest.validation or {}).get("runtime_check", "no runtime on this host")
@@ -291,7 +380,7 @@ def _artifact_row(artifact: Artifact, data: ImageDataset, fingerprint: str, spec
     accuracy = evaluate(runtime, data, spec, batch_size=options.batch_size, progress=artifact.target.name,
                         layout=runtime.input_layout, normalized=not runtime.image_input)
     update["accuracy"] = _accuracy_spec(accuracy, fingerprint)
-    delta = round(accuracy.top1 - baseline.top1, 4)
+    delta = round(accuracy.top1 - baseline.top1, 4) if accuracy.labelled and baseline.labelled else None
     update["failed"] = _failure(artifact.target.name, delta, limit)
     write_manifest(artifact.manifest.model_copy(update=update), artifact.directory)
     raw = runtime.to_raw(pixels if runtime.image_input else normalize(pixels, spec))

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 REPORT_SCHEMA_VERSION = 1
+NO_LABELS = "no labels"  # what a table shows for accuracy measured on unlabelled images
 
 
 class ResultRow(BaseModel):
@@ -14,7 +15,8 @@ class ResultRow(BaseModel):
     target: str  # "pytorch-fp32" for the reference row
     file: str | None
     size_bytes: int
-    # None where the file cannot run on this host (Core ML off macOS): `note` says why.
+    # None where the file cannot run on this host (Core ML off macOS): `note` says why; and on
+    # unlabelled data (report.data["labelled"] false), where agreement and latency still are measured.
     top1: float | None
     top5: float | None
     delta_top1: float | None  # points against the PyTorch FP32 model on the same images
@@ -30,8 +32,8 @@ class StageRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     stage: str  # "input", "prune", "distill", "qat-tflite", ...
-    top1: float
-    top5: float
+    top1: float | None  # None on unlabelled evaluation data
+    top5: float | None
     macs: int
     params: int
     size_bytes: int  # float32 weights
@@ -57,7 +59,9 @@ class RunReport(BaseModel):
 def results_table(report: RunReport):
     from rich.table import Table
 
-    table = Table(title=f"{report.model['arch']} on {report.data['samples']} images of {report.data['name']}")
+    labelled = report.data.get("labelled", True)
+    kind = "" if labelled else "unlabelled "
+    table = Table(title=f"{report.model['arch']} on {report.data['samples']} {kind}images of {report.data['name']}")
     # With stages, each file also agrees (or not) with the model it was exported from.
     staged = any(row.source not in (None, "input") for row in report.results)
     columns = ("target", "size", "top-1", "delta", "agree") + (("from", "agree w/ it") if staged else ())
@@ -65,13 +69,16 @@ def results_table(report: RunReport):
         table.add_column(column, justify="left" if column in ("target", "from") else "right")
     for row in report.results:
         source = (row.source or "", f"{row.source_agreement:.2f}%" if row.source_agreement is not None else "")
-        if row.top1 is None:
+        if row.latency is None:  # not run on this host
             table.add_row(row.target, human_size(row.size_bytes), "", "", "", *(source if staged else ()),
                           row.note or "not run")
             continue
-        delta = "" if row.target.startswith("pytorch") else f"{row.delta_top1:+.2f}"
+        if row.top1 is None:
+            top1, delta = NO_LABELS, "" if row.target.startswith("pytorch") else NO_LABELS
+        else:
+            top1, delta = f"{row.top1:.2f}%", "" if row.target.startswith("pytorch") else f"{row.delta_top1:+.2f}"
         table.add_row(
-            row.target, human_size(row.size_bytes), f"{row.top1:.2f}%", delta,
+            row.target, human_size(row.size_bytes), top1, delta,
             f"{row.agreement:.2f}%", *(source if staged else ()), f"{row.latency['p50_ms']:.3f} ms",
         )
     return table
@@ -86,8 +93,11 @@ def stages_table(records: list[StageRecord]):
         table.add_column(column, justify="left" if column == "stage" else "right")
     first = records[0]
     for record in records:
-        delta = "" if record is first else f"{record.top1 - first.top1:+.2f}"
-        table.add_row(record.stage, f"{record.top1:.2f}%", delta, f"{record.macs / 1e6:.1f} M",
+        if record.top1 is None:
+            top1, delta = NO_LABELS, "" if record is first else NO_LABELS
+        else:
+            top1, delta = f"{record.top1:.2f}%", "" if record is first else f"{record.top1 - first.top1:+.2f}"
+        table.add_row(record.stage, top1, delta, f"{record.macs / 1e6:.1f} M",
                       f"{record.params / 1e3:.0f} k", human_size(record.size_bytes), f"{record.seconds:.0f} s")
     return table
 
@@ -97,6 +107,8 @@ def plot_stages(records: list[StageRecord], rows: list[ResultRow], path) -> bool
     try:
         import matplotlib
     except ImportError:
+        return False
+    if records[0].top1 is None:  # unlabelled data: no accuracy to plot
         return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -132,7 +144,8 @@ def bench_table(report):
     """A runner.bench.BenchReport for people: one row per artifact."""
     from rich.table import Table
 
-    data = f"{report.data['samples']} images" if report.data else "no data"
+    data = (f"{report.data['samples']} {'' if report.data.get('labelled', True) else 'unlabelled '}images"
+            if report.data else "no data")
     table = Table(title=f"{report.source} on {report.device} ({report.host['cpu']}, "
                         f"{report.config.threads} threads, batch {report.config.batch}, {data})")
     for column in ("target", "size", "load", "first", "p50", "p99", "img/s", "peak RSS", "+load", "top-1", "delta",
@@ -147,8 +160,9 @@ def bench_table(report):
             row.target, human_size(row.size_bytes), f"{row.load_ms:.0f} ms", f"{row.first_inference_ms:.2f} ms",
             f"{row.latency['p50_ms']:.3f} ms", f"{row.latency['p99_ms']:.3f} ms", f"{row.throughput_ips:.0f}",
             f"{memory.peak_rss_mb:.0f} MB", _mb(memory.added_by_load_mb),
-            f"{accuracy.top1:.2f}%" if accuracy else "",
-            f"{accuracy.delta_top1:+.2f}" if accuracy and accuracy.delta_top1 is not None else "",
+            (f"{accuracy.top1:.2f}%" if accuracy.top1 is not None else NO_LABELS) if accuracy else "",
+            (f"{accuracy.delta_top1:+.2f}" if accuracy.delta_top1 is not None else
+             NO_LABELS if accuracy.top1 is None else "") if accuracy else "",
             f"{accuracy.agreement:.2f}%" if accuracy and accuracy.agreement is not None else "",
         )
     return table

@@ -321,7 +321,10 @@ CASES = [
     Case("empty data folder", "data", lambda r: compress(demo_weights(), (r / "empty", (r / "empty").mkdir())[0]),
          "is empty"),
     Case("images without class folders (no labels)", "data",
-         lambda r: compress(demo_weights(), _flat_images(r)), "class"),
+         lambda r: compress(demo_weights(), _flat_images(r)),
+         "accepted: unlabelled; calibrated, verified and timed, accuracy reads \"no labels\"", exit_code=0),
+    Case("loose images beside class folders", "data",
+         lambda r: compress(demo_weights(), _mixed_images(r)), "mixes"),
     Case("zero-length image file", "data",
          lambda r: compress(demo_weights(), _image_file(r, "empty.jpg", lambda p: p.write_bytes(b""))), "empty.jpg"),
     Case("corrupt image (random bytes)", "data",
@@ -332,7 +335,16 @@ CASES = [
          lambda r: compress(demo_weights(), _image_file(r, "bomb.png", _png_bomb)), "bomb.png"),
     Case("zip with no images", "data", lambda r: compress(demo_weights(), _empty_zip(r)), "no images"),
     Case(".npz without labels", "data",
-         lambda r: compress(demo_weights(), _npz(r, images=np.zeros((4, 32, 32, 3), np.uint8))), "labels"),
+         lambda r: compress(demo_weights(), _npz(r, images=np.zeros((4, 32, 32, 3), np.uint8))),
+         "accepted: unlabelled, as images without class folders", exit_code=0),
+    Case(".npz without images", "data",
+         lambda r: compress(demo_weights(), _npz(r, labels=np.zeros(4, np.int64))), "'images'"),
+    Case("--max-accuracy-drop with unlabelled data", "data",
+         lambda r: compress(demo_weights(), _flat_images(r), "--max-accuracy-drop", "1"), "no labels"),
+    Case("int8 target and no --data", "data",
+         lambda r: ["export", demo_weights(), "--target", "tflite-int8", "--out", RUN], "calibration images"),
+    Case("evaluate on unlabelled data", "data",
+         lambda r: ["evaluate", demo_weights(), "--data", _flat_images(r)], "needs labels"),
     Case(".npz with images and labels of different lengths", "data",
          lambda r: compress(demo_weights(), _npz(r, images=np.zeros((4, 32, 32, 3), np.uint8),
                                                  labels=np.zeros(3, np.int64))), "labels"),
@@ -359,6 +371,9 @@ CASES = [
                             _recipe(r, "name: x\nstages: [qat, prune]\n")), "prune"),
     Case("override of an unknown setting", "recipe",
          lambda r: compress(demo_weights(), images(r), "--recipe", "qat-int8", "-o", "qat.epoks=2"), "epochs"),
+    Case("distill that weighs labels, on unlabelled --train-data", "recipe",
+         lambda r: compress(demo_weights(), images(r), "--train-data", _flat_images(r), "--recipe",
+                            _recipe(r, "name: x\nstages:\n  - distill: {alpha: 0.9}\n")), "distill.alpha=1"),
     # Targets
     Case("unknown target", "target", lambda r: compress(demo_weights(), images(r), target="tflite-int4"),
          "tflite-int4"),
@@ -409,6 +424,14 @@ def _flat_images(root: Path) -> Path:
     folder.mkdir()
     for i in range(3):
         Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def _mixed_images(root: Path) -> Path:
+    """An ImageFolder with loose images beside its class folders: labelled or not?"""
+    folder = images(root)
+    for i in range(2):
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / f"loose{i}.png")
     return folder
 
 

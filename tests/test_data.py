@@ -151,7 +151,10 @@ def test_empty_folder(tmp_path):
 
 def test_unlabelled_images(tmp_path):
     save(tmp_path / "flat" / "a.jpg", Image.new("RGB", (4, 4)))
-    with raises_one_line(r"no class folders.*root/<class>/<image>"):
+    ds = open_dataset(tmp_path / "flat")  # loose images: an unlabelled data set (tests/test_unlabelled_data.py)
+    assert not ds.labelled and ds.classes == () and len(ds) == 1
+    save(tmp_path / "flat" / "cat" / "b.jpg", Image.new("RGB", (4, 4)))
+    with raises_one_line(r"mixes 1 loose image \(a\.jpg\) with images in 1 folder \(cat/\)"):
         open_dataset(tmp_path / "flat")
 
 
@@ -204,7 +207,7 @@ def test_zip_member_with_bad_crc(tmp_path):
 @pytest.mark.parametrize(
     "arrays, match",
     [
-        ({"images": np.zeros((2, 4, 4, 3), np.uint8)}, "no 'labels'"),
+        ({"images": np.zeros((2, 4, 4, 3), np.uint8), "classes": np.array(["a"])}, "'classes' but no 'labels'"),
         ({"labels": np.zeros(2, int)}, "no 'images'"),
         ({"images": np.zeros((2, 4, 4, 3), np.uint8), "labels": np.zeros(3, int)}, "2 images but 3 labels"),
         ({"images": np.zeros((2, 4, 4, 3), np.float32), "labels": np.zeros(2, int)}, "not N,H,W,3 uint8"),

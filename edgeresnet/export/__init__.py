@@ -20,6 +20,7 @@ from ..data import normalize
 from ..errors import ConversionError, TargetError
 from ..manifest import Fidelity, Manifest, TensorSpec, artifact_sha256, file_hashes, tool_versions, write_manifest
 from ..model import Model
+from ..stages.ptq import PtqConfig
 from ..runner.runtimes import open_artifact
 from .coreml import export_coreml
 from .coreml_check import validate_coreml
@@ -28,7 +29,7 @@ from .onnx import export_onnx
 from .openvino import export_openvino
 from .targets import TARGETS, Target, parse_targets
 from .tflite import export_tflite
-from .verify import check_fidelity
+from .verify import IMAGE_INPUT_SIMULATION_AGREEMENT, SIMULATION_AGREEMENT, check_fidelity, measure_fidelity
 
 # The converters and runtimes behind each kind of artifact, recorded in its manifest.
 TOOLS = {
@@ -42,6 +43,8 @@ __all__ = ["Artifact", "ExportConfig", "TARGETS", "Target", "export", "parse_tar
 
 # The int8 target whose arithmetic each quantization-aware training scheme simulates.
 QAT_TARGETS = {"tflite": "tflite-int8", "openvino": "openvino-int8", "coreml": "coreml-w8a8"}
+# The int8 targets the ptq stage quantizes in a simulator of their runtime (where it knows the layout).
+SIMULATED_SCHEMES = {"tflite-int8": "tflite", "openvino-int8": "openvino"}
 
 
 class ExportConfig(BaseModel):
@@ -87,12 +90,19 @@ def export(
     calibration: np.ndarray | None = None,
     config: ExportConfig = ExportConfig(),
     threads: int | None = None,
+    ptq: PtqConfig = PtqConfig(),
 ) -> list[Artifact]:
     """Write one directory per target under `out_dir`; `model` is a Model, a path or an nn.Module.
 
-    `samples` are the images each file is verified on against PyTorch; `calibration` the
-    ones that set int8 activation ranges. Both are uint8 NHWC RGB pixels at the model's
-    input size (data.sample_pixels): each converter normalises them as its graph needs.
+    `samples` are the images each file is verified on; `calibration` the ones that set int8
+    activation ranges. Both are uint8 NHWC RGB pixels at the model's input size
+    (data.sample_pixels): each converter normalises them as its graph needs.
+
+    An int8 target of a float model is quantized first by the ptq stage (``ptq`` its settings)
+    into a simulator of that runtime's integer arithmetic where one exists for the layout; the
+    file holds the simulator's parameters and must agree with it on at least
+    SIMULATION_AGREEMENT percent of `samples`. Agreement with the float model is measured and
+    recorded too (``Manifest.fidelity_fp32``), not enforced: accuracy is the guard's to judge.
     """
     if not isinstance(model, Model):
         from ..stages.load import as_model  # a path or a module: read as every stage reads it
@@ -103,37 +113,116 @@ def export(
                               f"{model.in_chans}-channel input", "export it without --image-input")
     work = out_dir / ".work"
     tensors = normalize(samples, model.preprocess)
-    references = {target: reference_model(model, target) for target in targets}
-    # What every file is checked against: the QAT model's own predictions for the int8 file it
-    # was trained for, the float network's for every other file.
+    sources = _quantized_sources(model, targets, calibration, ptq)
+    references = {target: reference_model(sources[target], target) for target in targets}
+    # What every file is checked against: a simulator's predictions for the int8 file of its
+    # runtime, the float network's for every other file.
     answers: dict[int, np.ndarray] = {}
-    for reference in references.values():  # one PyTorch pass per distinct model, not per target
+    for reference in [*references.values(), model.float_view()]:  # one PyTorch pass per distinct model
         if id(reference) not in answers:
             answers[id(reference)] = reference.predictor()(tensors)
     logits = {target: answers[id(m)] for target, m in references.items()}
-    paths, simulated = _convert(model, targets, out_dir, work, tensors, logits, calibration, config)
-    source = model.describe()  # hashes every weight: once, not once per target
+    float_logits = answers[id(model.float_view())] if model.qat is None else None
+    paths, simulated = {}, {}
+    for index, (source, group) in enumerate(_grouped(sources, targets)):
+        # Each source model its own work folder: the TFLite worker reuses a SavedModel it finds there.
+        group_paths, group_simulated = _convert(source, group, out_dir, work / f"model-{index}", tensors, logits,
+                                                calibration, config)
+        paths.update(group_paths)
+        simulated.update(group_simulated)
+    described = model.describe()  # hashes every weight: once, not once per target
     artifacts = []
-    for target, path in paths.items():
+    for target in targets:
+        path = paths[target]
         image_input = config.image_input and target.runtime != "onnx"
         files = file_hashes(path)
-        inputs, outputs, fidelity, validation = _verify(target, path, references[target], samples, tensors,
-                                                        logits[target], image_input, threads, config.min_agreement)
+        against_simulation = _simulates_runtime(references[target], target)
+        minimum = config.min_agreement if config.min_agreement is not None else \
+            _simulation_bar(target, image_input) if against_simulation else None
+        inputs, outputs, fidelity, validation, outputs_seen = _verify(
+            target, path, references[target], samples, tensors, logits[target], image_input, threads, minimum,
+            reference=_reference_name(references[target], target))
         if target in simulated:
             validation["simulated_fidelity"] = simulated[target].model_dump()
+        fidelity_fp32 = None
+        if against_simulation and float_logits is not None and outputs_seen is not None:
+            fidelity_fp32 = measure_fidelity(_softmax(float_logits) if image_input else float_logits, outputs_seen,
+                                             target.precision, against="pytorch-fp32",
+                                             reference_logits=float_logits if image_input else None)
         manifest = Manifest(
             target=target.name, runtime=target.runtime, precision=target.precision,
             file=path.name, sha256=artifact_sha256(path, files), files=files,
             size_bytes=sum((path.parent / name).stat().st_size for name in files),
             input=TensorSpec(**inputs), output=TensorSpec(**outputs), image_input=image_input,
             preprocessing=model.preprocess.model_dump(), labels=list(model.labels) if model.labels else None,
-            source_model=source, fidelity=fidelity, validation=validation,
+            source_model=described, fidelity=fidelity, fidelity_fp32=fidelity_fp32, validation=validation,
+            quantization=_quantization_record(sources[target], model, target, ptq),
             tools=tool_versions("torch", "onnx", "onnxsim", *TOOLS[target.runtime]),
         )
         write_manifest(manifest, path.parent)
         artifacts.append(Artifact(target, path, manifest))
     shutil.rmtree(work, ignore_errors=True)
     return artifacts
+
+
+def _quantized_sources(model: Model, targets: list[Target], calibration: np.ndarray | None,
+                       config: PtqConfig) -> dict[Target, Model]:
+    """The model each target is converted from: for an int8 target of a float model, the ptq
+    stage's simulator of that runtime where the layout has one; else ``model``."""
+    from ..stages.ptq import ptq, supports
+
+    by_scheme: dict[str, Model] = {}
+    sources = {}
+    for target in targets:
+        scheme = SIMULATED_SCHEMES.get(target.name)
+        if model.qat is None and scheme and calibration is not None and len(calibration) and supports(model, scheme):
+            if scheme not in by_scheme:
+                by_scheme[scheme] = ptq(model, calibration, scheme, config)
+            sources[target] = by_scheme[scheme]
+        else:
+            sources[target] = model
+    return sources
+
+
+def _grouped(sources: dict[Target, Model], targets: list[Target]) -> list[tuple[Model, list[Target]]]:
+    groups: dict[int, tuple[Model, list[Target]]] = {}
+    for target in targets:
+        groups.setdefault(id(sources[target]), (sources[target], []))[1].append(target)
+    return list(groups.values())
+
+
+def _simulation_bar(target: Target, image_input: bool) -> float:
+    """The agreement an int8 file must reach with its simulator (verify.py says why a TFLite
+    file with the image input has a lower one)."""
+    return IMAGE_INPUT_SIMULATION_AGREEMENT if image_input and target.runtime == "tflite" else SIMULATION_AGREEMENT
+
+
+def _simulates_runtime(model: Model, target: Target) -> bool:
+    """Whether ``model`` simulates ``target``'s own integer arithmetic: our TFLite simulator, or our
+    OpenVINO CPU one. NNCF's and coremltools' quantized modules evaluate FakeQuantize formulas,
+    which the runtimes' kernels round differently (issue 6 measured 99.35% for NNCF's)."""
+    if not _trained_for(model, target):
+        return False
+    from ..quantization.openvino_cpu import CpuSimulator
+
+    return target.runtime == "tflite" or (target.runtime == "openvino" and isinstance(model.module, CpuSimulator))
+
+
+def _reference_name(reference: Model, target: Target) -> str:
+    if _simulates_runtime(reference, target):
+        return f"{target.name} simulation"
+    return "pytorch-fp32" if reference.qat is None else f"{reference.qat.scheme} qat model"
+
+
+def _quantization_record(source: Model, model: Model, target: Target, config: PtqConfig) -> dict | None:
+    """How an int8 file's parameters were chosen, for its manifest."""
+    if not target.needs_calibration:
+        return None
+    if source is not model:
+        return {"method": "ptq", "simulator": source.qat.scheme, **config.model_dump()}
+    if _trained_for(model, target):
+        return {"method": "qat", "simulator": model.qat.scheme}
+    return {"method": "converter", "tool": TOOLS[target.runtime][0]}
 
 
 def reference_model(model: Model, target: Target) -> Model:
@@ -206,11 +295,12 @@ def _tflite_ranges(model: Model, calibration: np.ndarray | None) -> dict | None:
 
 
 def _verify(target: Target, path: Path, model: Model, samples: np.ndarray, tensors: np.ndarray, logits: np.ndarray,
-            image_input: bool, threads: int | None,
-            minimum: float | None = None) -> tuple[dict, dict, Fidelity | None, dict | None]:
-    """Run the file next to PyTorch where its runtime exists; (input spec, output spec, fidelity, validation).
+            image_input: bool, threads: int | None, minimum: float | None = None, *,
+            reference: str = "pytorch-fp32") -> tuple[dict, dict, Fidelity | None, dict | None, np.ndarray | None]:
+    """Run the file next to PyTorch where its runtime exists; (input spec, output spec, fidelity,
+    validation, the file's outputs as logits, None where it cannot run here).
 
-    `samples` are the pixels, `tensors` the same images normalised, `logits` PyTorch's answer on them.
+    `samples` are the pixels, `tensors` the same images normalised, `logits` the reference's answer on them.
     """
     if target.runtime == "coreml":
         validation = validate_coreml(path, precision=target.precision, image_input=image_input,
@@ -220,16 +310,18 @@ def _verify(target: Target, path: Path, model: Model, samples: np.ndarray, tenso
         inputs, outputs = validation.pop("input"), validation.pop("output")
         validation.pop("size_bytes", None)
         fidelity = validation.pop("fidelity", None)  # None on Linux: validation["runtime_check"] says why
-        return inputs, outputs, fidelity, validation
+        return inputs, outputs, fidelity, validation, None
     runtime = open_artifact(path, threads, image_input=image_input)
     inputs, outputs = runtime.io_specs()
     if not image_input:
-        return inputs, outputs, check_fidelity(logits, runtime(tensors), target.precision, name=path.name,
-                                               minimum=minimum), None
+        answer = runtime(tensors)
+        return inputs, outputs, check_fidelity(logits, answer, target.precision, name=path.name, minimum=minimum,
+                                               against=reference), None, answer
     _check_pixel_input(inputs, path.name)
-    fidelity = check_fidelity(_softmax(logits), runtime(samples), target.precision, name=path.name,
-                              reference_logits=logits, minimum=minimum)
-    return inputs, outputs, fidelity, None
+    answer = runtime(samples)
+    fidelity = check_fidelity(_softmax(logits), answer, target.precision, name=path.name,
+                              reference_logits=logits, minimum=minimum, against=reference)
+    return inputs, outputs, fidelity, None, answer
 
 
 def _check_pixel_input(spec: dict, name: str) -> None:

@@ -28,7 +28,7 @@ CALIBRATION_BATCH = 32
 def quantize_w8a8(model: Model, calibration: np.ndarray) -> Model:
     """`model` with W8A8 quantization inserted and calibrated; `calibration` is NCHW float32, normalised."""
     if calibration is None or len(calibration) == 0:
-        raise ConversionError("coreml-w8a8 export needs calibration images", "pass --data with labelled images")
+        raise ConversionError("coreml-w8a8 export needs calibration images", "pass --data or --train-data with images, labelled or not")
     import_coremltools()
     from coremltools.optimize.torch.quantization import (
         LinearQuantizer, LinearQuantizerConfig, ModuleLinearQuantizerConfig,

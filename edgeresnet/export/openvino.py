@@ -59,9 +59,10 @@ def export_openvino(
 ) -> Path:
     """Write `output` (.xml, with its .bin beside it). `calibration` is NCHW float32, normalised.
 
-    `source` is an ONNX file, or a PyTorch module trained for OpenVINO's int8 arithmetic
-    (quantization-aware): its fake quantization becomes the IR's FakeQuantize operations,
-    with the learned ranges, and no calibration happens (`input_shape` traces it).
+    `source` is an ONNX file, or a PyTorch module of OpenVINO's int8 arithmetic: our CPU
+    simulator (quantization/openvino_cpu.py, from the ptq or qat stage), written with its
+    parameters, or NNCF's quantized module, whose fake quantization becomes the IR's
+    FakeQuantize operations; no calibration happens (`input_shape` traces it).
     With `preprocess`, the IR takes a uint8 NHWC RGB image and returns probabilities
     (see image_classifier). `labels` go into the IR's rt_info, where OpenVINO's Model API
     looks for them.
@@ -96,6 +97,10 @@ def _convert_trained(module, input_shape):
     import openvino as ov
     import torch
 
+    from ..quantization.openvino_cpu import CpuSimulator, to_openvino
+
+    if isinstance(module, CpuSimulator):  # our simulator: its parameters, written as they are
+        return to_openvino(module.qat, tuple(input_shape))
     with warnings.catch_warnings():  # the tracer's check warns that fake quantization is "not deterministic"
         warnings.simplefilter("ignore")
         model = ov.convert_model(module.eval(), example_input=torch.zeros(input_shape), input=[tuple(input_shape)])
@@ -147,6 +152,6 @@ def _quantize(model, calibration: np.ndarray | None):
     import nncf
 
     if calibration is None or len(calibration) == 0:
-        raise ConversionError("int8 export needs calibration images", "pass --data with labelled images")
+        raise ConversionError("int8 export needs calibration images", "pass --data or --train-data with images, labelled or not")
     samples = [calibration[i : i + 1] for i in range(len(calibration))]
     return nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples), fast_bias_correction=False)

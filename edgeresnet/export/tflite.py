@@ -59,7 +59,7 @@ def export_tflite(
     }
     if "int8" in outputs:
         if calibration is None or len(calibration) == 0:
-            raise ConversionError("int8 export needs calibration images", "pass --data with labelled images")
+            raise ConversionError("int8 export needs calibration images", "pass --data or --train-data with images, labelled or not")
         calibration_path = workdir / "calibration.npy"
         np.save(calibration_path, calibration)
         job["calibration"] = str(calibration_path.resolve())

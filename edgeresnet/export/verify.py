@@ -7,8 +7,19 @@ import numpy as np
 from ..errors import VerificationError
 from ..manifest import Fidelity
 
-# Minimum top-1 agreement with PyTorch, percent, per precision.
-AGREEMENT_THRESHOLDS = {"fp32": 100.0, "fp16": 99.9, "int8": 98.0, "int8w": 98.0, "w8a8": 98.0}
+# Minimum top-1 agreement with PyTorch, percent, per precision. An int8 file with no simulator
+# of its runtime for this layout is compared with the float model, where a faithful conversion
+# of an imperfect quantization flips near-ties (an 82% model flips more than 2% of images)
+# while a broken conversion lands far lower: its bar only catches the broken ones; the
+# accuracy guard (--max-accuracy-drop) judges quality.
+AGREEMENT_THRESHOLDS = {"fp32": 100.0, "fp16": 99.9, "int8": 95.0, "int8w": 98.0, "w8a8": 95.0}
+# An int8 file against the simulator of its own runtime's integer arithmetic (the ptq or qat
+# stage's model, the same quantization parameters): only the kernels' float rounding differs.
+SIMULATION_AGREEMENT = 99.5
+# A TFLite file with the image input normalises the pixels with int8 MUL and ADD ops in front
+# of the network, which the simulator (fed normalised tensors) does not model: a pixel's code
+# is off by one here and there, and near-ties flip (98.4% on the demo model).
+IMAGE_INPUT_SIMULATION_AGREEMENT = 98.0
 
 # A disagreement on an image where PyTorch itself hesitates between the two classes (its
 # two logits closer than this fraction of its logit range) is a near-tie that rounding
@@ -17,6 +28,8 @@ AGREEMENT_THRESHOLDS = {"fp32": 100.0, "fp16": 99.9, "int8": 98.0, "int8w": 98.0
 NEAR_TIE = {"fp32": 1e-5, "fp16": 1e-2, "int8": 0.0, "int8w": 0.0, "w8a8": 0.0}
 
 HINTS = {
+    "simulation": "the runtime computes differently from its simulation here: please report this with the model "
+                  "(--min-agreement accepts it knowingly)",
     "int8": "use more or more representative calibration images (--calibration-size, --train-data); a pruned "
             "model not yet fine-tuned flips more: fine-tune it, or accept a lower bar with --min-agreement",
     "int8w": "some layers lose too much with int8 weights; export the fp16 target instead",
@@ -27,13 +40,36 @@ HINTS = {
 
 
 def check_fidelity(reference: np.ndarray, candidate: np.ndarray, precision: str, *, name: str,
-                   reference_logits: np.ndarray | None = None, minimum: float | None = None) -> Fidelity:
-    """Compare outputs of the same images; raise when top-1 agreement is below the precision's bar.
+                   reference_logits: np.ndarray | None = None, minimum: float | None = None,
+                   against: str = "pytorch-fp32") -> Fidelity:
+    """Compare outputs of the same images; raise when top-1 agreement is below the bar.
 
     Outputs are logits, or probabilities for an image-input file; then `reference_logits`
-    (PyTorch's logits) judge near-ties on the same scale as for every other file. `minimum`
-    replaces the precision's bar (ExportConfig.min_agreement).
+    (the reference's logits) judge near-ties on the same scale as for every other file.
+    `minimum` replaces the precision's bar (ExportConfig.min_agreement, or SIMULATION_AGREEMENT
+    for an int8 file checked against its simulator); `against` names what `reference` is.
     """
+    fidelity, counted = _agreement(reference, candidate, precision, reference_logits,
+                                   AGREEMENT_THRESHOLDS[precision] if minimum is None else minimum, against)
+    if counted < fidelity.threshold:
+        what = "the PyTorch model" if against == "pytorch-fp32" else f"its {against} in PyTorch"
+        raise VerificationError(
+            f"{name} agrees with {what} on only {fidelity.agreement:.2f}% of {len(reference)} images "
+            f"(needs {fidelity.threshold}%; largest output difference {fidelity.max_abs_diff:.4g})",
+            HINTS["simulation"] if against.endswith("simulation") else HINTS[precision],
+        )
+    return fidelity
+
+
+def measure_fidelity(reference: np.ndarray, candidate: np.ndarray, precision: str, *, against: str,
+                     reference_logits: np.ndarray | None = None) -> Fidelity:
+    """The same comparison, recorded and not enforced (threshold 0)."""
+    return _agreement(reference, candidate, precision, reference_logits, 0.0, against)[0]
+
+
+def _agreement(reference: np.ndarray, candidate: np.ndarray, precision: str, reference_logits: np.ndarray | None,
+               threshold: float, name: str) -> tuple[Fidelity, float]:
+    """(the Fidelity record, the agreement in percent counting near-ties as agreeing)."""
     ref_top, cand_top = reference.argmax(1), candidate.argmax(1)
     rows = np.arange(len(reference))
     scores = reference if reference_logits is None else reference_logits
@@ -46,13 +82,7 @@ def check_fidelity(reference: np.ndarray, candidate: np.ndarray, precision: str,
         agreement=round(float((~flips).mean() * 100), 3),
         near_ties=int(near_ties.sum()),
         max_abs_diff=float(np.abs(reference - candidate).max()),
-        threshold=AGREEMENT_THRESHOLDS[precision] if minimum is None else minimum,
+        threshold=threshold,
+        reference=name,
     )
-    counted = float((~flips | near_ties).mean() * 100)
-    if counted < fidelity.threshold:
-        raise VerificationError(
-            f"{name} agrees with the PyTorch model on only {fidelity.agreement:.2f}% of {len(reference)} images "
-            f"(needs {fidelity.threshold}%; largest logit difference {fidelity.max_abs_diff:.4g})",
-            HINTS[precision],
-        )
-    return fidelity
+    return fidelity, float((~flips | near_ties).mean() * 100)

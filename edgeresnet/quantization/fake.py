@@ -76,20 +76,21 @@ class ActivationQuantizer(nn.Module):
         return f"min={float(self.min):.4g}, max={float(self.max):.4g}"
 
 
-def weight_scale(weight: Tensor) -> Tensor:
-    """Per output channel: max|w| / 127."""
-    return weight.detach().abs().flatten(1).amax(dim=1).clamp(min=_TINY) / WEIGHT_MAX
+def weight_scale(weight: Tensor, maximum: int = WEIGHT_MAX) -> Tensor:
+    """Per output channel: max|w| / 127 (or / ``maximum``)."""
+    return weight.detach().abs().flatten(1).amax(dim=1).clamp(min=_TINY) / maximum
 
 
-def fake_quantize_weight(weight: Tensor) -> Tensor:
-    """Per output channel, symmetric int8 in [-127, 127]: on the grid TFLite's converter uses."""
-    scale = weight_scale(weight)
+def fake_quantize_weight(weight: Tensor, maximum: int = WEIGHT_MAX) -> Tensor:
+    """Per output channel, symmetric int8 in [-127, 127]: on the grid TFLite's converter uses.
+    ``maximum`` 63 is a 7-bit grid (OpenVINO's guard against int16 overflow on CPUs without VNNI)."""
+    scale = weight_scale(weight, maximum)
     if weight.dtype != torch.float32:
         shape = (-1,) + (1,) * (weight.ndim - 1)
-        q = torch.clamp(torch.round(weight / scale.reshape(shape)), -WEIGHT_MAX, WEIGHT_MAX)
+        q = torch.clamp(torch.round(weight / scale.reshape(shape)), -maximum, maximum)
         return weight + (q * scale.reshape(shape) - weight).detach()
     zero_point = torch.zeros(scale.shape, dtype=torch.int32, device=scale.device)
-    return torch.fake_quantize_per_channel_affine(weight, scale, zero_point, 0, -WEIGHT_MAX, WEIGHT_MAX)
+    return torch.fake_quantize_per_channel_affine(weight, scale, zero_point, 0, -maximum, maximum)
 
 
 def fake_quantize_bias(bias: Tensor, input_scale: Tensor, weight_scale: Tensor) -> Tensor:

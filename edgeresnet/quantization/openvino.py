@@ -1,6 +1,11 @@
-"""OpenVINO int8 through NNCF: its quantizers, trained; OpenVINO's converter reads them.
+"""Quantization-aware training for OpenVINO int8.
 
-``nncf.quantize`` on the PyTorch model inserts NNCF's FakeQuantize modules with its CPU
+The zoo's layouts (torchvision, He et al. CIFAR) train through our simulator of OpenVINO
+CPU's integer arithmetic (``openvino_cpu.py``, on the TFLite simulator's parameters: ranges
+from calibration, then fixed; the first conv's weights on a 7-bit grid), and the exporter
+writes those parameters into the IR: the file computes what training saw.
+
+Other layouts go through NNCF. ``nncf.quantize`` on the PyTorch model inserts NNCF's FakeQuantize modules with its CPU
 scheme (symmetric per-channel int8 weights, per-tensor int8 activations) and calibrates
 them on the images; the result trains like any module, and ``openvino.convert_model``
 turns its quantizers, with the ranges they learned, into the IR's FakeQuantize operations.
@@ -22,8 +27,21 @@ import warnings
 import torch
 from torch import Tensor, nn
 
+from . import openvino_cpu, tflite
+
 
 def prepare_for_training(net: nn.Module, calibration: Tensor, batch_size: int = 64) -> nn.Module:
+    """The zoo's layouts train through our simulator of OpenVINO CPU's arithmetic (openvino_cpu:
+    the file then computes what training saw); other layouts through NNCF's quantizers."""
+    if openvino_cpu.knows(net):
+        qat = tflite.prepare(net)
+        qat.conv_bns()[0].weight_max = openvino_cpu.FIRST_LAYER_WEIGHT_MAX
+        tflite.calibrate_ranges(qat, calibration.split(batch_size))
+        return openvino_cpu.cpu_simulator(qat)
+    return _nncf_prepare(net, calibration, batch_size)
+
+
+def _nncf_prepare(net: nn.Module, calibration: Tensor, batch_size: int) -> nn.Module:
     import nncf
 
     from ..export.openvino import telemetry_declined
@@ -65,6 +83,9 @@ def load_nncf_kernels() -> None:
 
 def freeze_batch_norm(module: nn.Module) -> None:
     """Batch norm normalises with its running statistics from now on, even in train mode."""
+    if isinstance(module, openvino_cpu.CpuSimulator):
+        tflite.freeze_batch_norm(module.qat)
+        return
     for layer in module.modules():
         if isinstance(layer, nn.BatchNorm2d) and not getattr(layer, "frozen", False):
             layer.frozen = True
@@ -76,7 +97,10 @@ def _evaluate_mode(layer: nn.Module, args) -> None:
 
 
 def finish(module: nn.Module, like: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """(the trained NNCF module, the float network QAT started from: NNCF's weights are not plain layers)."""
+    """(the trained module, its float network: for our simulator the QAT network folded, its
+    weights on their grid; for NNCF's the network QAT started from, NNCF's weights not being plain layers)."""
+    if isinstance(module, openvino_cpu.CpuSimulator):
+        return module.eval(), tflite.fold(module.qat, like)
     return _weights_on_their_grid(module.eval()), like
 
 

@@ -60,21 +60,28 @@ class QuantConvBn(nn.Module):
         self.out = ActivationQuantizer()
         self.bn_frozen = False
         self.source: list[ActivationQuantizer] = []  # the quantizer of the input (a list: not a submodule)
+        self.weight_max = 127  # 63 for a 7-bit grid (openvino_cpu: CPUs without VNNI)
 
     def _factor(self) -> Tensor:
         return self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
 
-    def folded(self) -> tuple[Tensor, Tensor | None]:
-        """The weights on the int8 grid and the bias, batch norm folded in with its running statistics."""
+    def folded_float(self) -> tuple[Tensor, Tensor | None]:
+        """The float weights and bias, batch norm folded in with its running statistics."""
         if self.bn is None:
-            weight, bias = self.conv.weight, self.conv.bias
-            return fake_quantize_weight(weight), None if bias is None else _quantize_bias(bias, self.source, weight)
+            return self.conv.weight, self.conv.bias
         factor = self._factor()
         weight = self.conv.weight * factor.reshape(-1, 1, 1, 1)
         bias = self.bn.bias - self.bn.running_mean * factor
         if self.conv.bias is not None:
             bias = bias + self.conv.bias * factor
-        return fake_quantize_weight(weight), _quantize_bias(bias, self.source, weight)
+        return weight, bias
+
+    def folded(self) -> tuple[Tensor, Tensor | None]:
+        """The weights on the int8 grid and the bias quantized at the input's scale."""
+        weight, bias = self.folded_float()
+        scale = weight_scale(weight, self.weight_max)
+        return (fake_quantize_weight(weight, self.weight_max),
+                None if bias is None else _quantize_bias(bias, self.source, scale))
 
     def forward(self, x: Tensor) -> Tensor:
         conv = self.conv
@@ -112,21 +119,26 @@ class QuantLinear(nn.Module):
         self.out = ActivationQuantizer()
         self.source: list[ActivationQuantizer] = []
 
+    weight_max = 127
+
+    def folded_float(self) -> tuple[Tensor, Tensor]:
+        return self.linear.weight, self.linear.bias
+
     def folded(self) -> tuple[Tensor, Tensor]:
         weight = self.linear.weight
-        return fake_quantize_weight(weight), _quantize_bias(self.linear.bias, self.source, weight)
+        return fake_quantize_weight(weight), _quantize_bias(self.linear.bias, self.source, weight_scale(weight))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.out(F.linear(x, *self.folded()))
 
 
-def _quantize_bias(bias: Tensor, source: list[ActivationQuantizer], weight: Tensor) -> Tensor:
+def _quantize_bias(bias: Tensor, source: list[ActivationQuantizer], scale: Tensor) -> Tensor:
     """int32 at the input's scale: the first of ``source`` that saw data (a mean over a 1x1
     map is skipped, and its input's quantizer sets the scale)."""
     seen = [q for q in source if bool(q.seen)]
     if not seen:
         return bias
-    return fake_quantize_bias(bias, seen[0].qparams()[0], weight_scale(weight))
+    return fake_quantize_bias(bias, seen[0].qparams()[0], scale)
 
 
 class QuantBlock(nn.Module):
@@ -142,14 +154,31 @@ class QuantBlock(nn.Module):
         return self.out(F.relu(self.path(x) + self.shortcut(x)))
 
 
+class Segment(nn.Module):
+    """A part of a simulator's forward pass; ``parts`` are the modules it runs."""
+
+    def __init__(self, run, *parts: nn.Module):
+        super().__init__()
+        self.run, self.parts = run, nn.ModuleList(parts)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.run(x)
+
+
 class _QatNetwork(nn.Module):
     """What both simulators share: input quantizer, stem, max pool, blocks, mean, head."""
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.stem(self.input(x)))
-        x = self.blocks(x)
-        x = _global_mean(x, self.pool)
-        return self.head(x)
+        for segment in self.segments():
+            x = segment(x)
+        return x
+
+    def segments(self) -> list[nn.Module]:
+        """The forward pass as consecutive parts: input and stem, each block, mean and head
+        (post-training quantization runs them one at a time)."""
+        stem = Segment(lambda x: self.maxpool(self.stem(self.input(x))), self.input, self.stem, self.maxpool)
+        head = Segment(lambda x: self.head(_global_mean(x, self.pool)), self.pool, self.head)
+        return [stem, *self.blocks, head]
 
     def quantizers(self) -> dict[str, ActivationQuantizer]:
         return {name: m for name, m in self.named_modules() if isinstance(m, ActivationQuantizer)}
@@ -387,7 +416,7 @@ class QuantEfficientChannelAttention(nn.Module):
 
     def folded(self) -> tuple[Tensor, Tensor | None]:
         weight, bias = self.conv.weight, self.conv.bias
-        return fake_quantize_weight(weight), None if bias is None else _quantize_bias(bias, self.source, weight)
+        return fake_quantize_weight(weight), None if bias is None else _quantize_bias(bias, self.source, weight_scale(weight))
 
     def forward(self, x: Tensor) -> Tensor:
         batch, channels = x.shape[:2]
@@ -545,6 +574,15 @@ def _general_shortcut(downsample: nn.Module | None, prefix: str, preact: bool,
     same = SameScale(pool, f"{prefix}.0")
     same.source.append(source)
     return nn.Sequential(same, quant), preact
+
+
+def knows(net: nn.Module) -> bool:
+    """Whether ``prepare`` can simulate this module: a zoo ResNet or a GeneralResNet."""
+    from ..models.cifar import CifarResNet
+    from ..models.general import GeneralResNet
+    from ..models.resnet import ResNet
+
+    return isinstance(net, (GeneralResNet, ResNet, CifarResNet))
 
 
 def prepare(net: nn.Module) -> QatResNet | QatGeneralResNet:

@@ -405,12 +405,12 @@ def _max_accuracy_drop(draft: _Draft) -> float | None:
 
 def _config_classes() -> dict[str, type[BaseModel]]:
     # Here, not at the top: the prune stage imports torch, which `import edgeresnet.recipes` need not.
-    from ..stages.calibrate import CalibrationConfig
+    from ..stages.ptq import PtqConfig
     from ..stages.distill import DistillConfig
     from ..stages.prune import PruneConfig
     from ..stages.qat import QatConfig
 
-    return {"prune": PruneConfig, "distill": DistillConfig, "ptq": CalibrationConfig, "qat": QatConfig}
+    return {"prune": PruneConfig, "distill": DistillConfig, "ptq": PtqConfig, "qat": QatConfig}
 
 
 def _targets(draft: _Draft) -> tuple[str, ...]:

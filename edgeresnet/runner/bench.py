@@ -45,6 +45,7 @@ class BenchConfig(BaseModel):
     device: str = "CPU"  # OpenVINO device: CPU, GPU, NPU
     limit: int | None = Field(default=None, ge=1)  # a seeded subset of the data
     seed: int = 0
+    labels: bool = True  # False: the data's labels are ignored (agreement and latency, no accuracy)
 
 
 class MemoryUse(BaseModel):
@@ -59,8 +60,8 @@ class MemoryUse(BaseModel):
 
 class BenchAccuracy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    top1: float
-    top5: float
+    top1: float | None  # None on unlabelled data: agreement with PyTorch FP32 is what is measured
+    top5: float | None
     samples: int
     data: str  # fingerprint of the images (edgeresnet.data.ImageDataset.fingerprint)
     baseline_top1: float | None  # the PyTorch FP32 model on the same images, from the manifest
@@ -137,9 +138,11 @@ def result_name(device: str) -> str:
     return f"bench-{safe}.json"
 
 
-def default_data(path: Path, seed: int = 0) -> tuple[Path, int | None] | None:
+def default_data(path: Path, seed: int = 0) -> tuple[Path, int | None, bool] | None:
     """The images the run at `path` was evaluated on, if its report.json names data that exist here:
-    (their path, the size of the seeded subset it used, or None for all of them).
+    (their path, the size of the seeded subset it used or None for all of them, whether the run
+    read them with labels: a run on the embedded samples without --data, or on one folder of
+    images for a many-class model, read them unlabelled).
 
     A run evaluated on a subset (compress --limit) gets the same subset back: the
     fingerprint decides, so that the manifest's baseline applies to what bench measures.
@@ -151,25 +154,30 @@ def default_data(path: Path, seed: int = 0) -> tuple[Path, int | None] | None:
     source = Path(recorded.get("source", ""))
     if not source.name or not source.exists():
         return None
+    labelled = recorded.get("labelled", True)
     data = open_dataset(source)
+    data = data if labelled else data.unlabelled()
     samples = recorded.get("samples")
     if samples and samples < len(data) and data.subset(samples, seed).fingerprint() == recorded.get("fingerprint"):
-        return source, samples
-    return source, None
+        return source, samples, labelled
+    return source, None, labelled
 
 
 def bench(path: Path, data: ImageDataset | None = None, config: BenchConfig = BenchConfig(), *,
           device_label: str = "local", progress=lambda message: None) -> BenchReport:
-    """Measure every artifact at `path`; with `data`, also its accuracy against the manifest's baseline."""
+    """Measure every artifact at `path`; with `data`, also its accuracy against the manifest's baseline
+    and its agreement with PyTorch FP32 (unlabelled data, or ``config.labels`` False: agreement only)."""
     artifacts = find_artifacts(path)
     if config.threads is None:
         config = config.model_copy(update={"threads": os.cpu_count() or 1})
+    if data is not None:
+        data = _as_labelled(data, config, artifacts, progress)
     sample = data.subset(config.limit, config.seed) if data is not None else None
     if sample is not None and len(sample) == 0:
         raise EdgeResNetError(f"no images in {data.source}", "pass a data set with images")
     results = []
     with tempfile.TemporaryDirectory(prefix="edgeresnet-bench-") as tmp:
-        prepared: dict[str, tuple[Path, Path | None]] = {}
+        prepared: dict[str, tuple[Path, Path | None, bool]] = {}
         for manifest, directory in artifacts:
             if manifest.runtime == "coreml" and platform.system() != "Darwin":
                 results.append(_skipped(manifest, "Core ML runs only on macOS"))
@@ -187,32 +195,48 @@ def bench(path: Path, data: ImageDataset | None = None, config: BenchConfig = Be
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), device=device_label, source=str(path),
         host=host_info(config.threads), config=config,
         data=None if sample is None else {"source": sample.source, "samples": len(sample),
-                                          "fingerprint": sample.fingerprint()},
+                                          "fingerprint": sample.fingerprint(), "labelled": sample.labelled},
         results=results,
     )
 
 
+def _as_labelled(data: ImageDataset, config: BenchConfig, artifacts, progress) -> ImageDataset:
+    """The data as the artifacts read it: without labels when asked, or when it is one folder of
+    images and the files predict several classes (as compress reads such data)."""
+    if not config.labels:
+        return data.unlabelled()
+    outputs = max((manifest.output.shape[-1] for manifest, _ in artifacts if manifest.output.shape), default=1)
+    if data.labelled and len(data.classes) == 1 and outputs > 1:
+        progress(f"{Path(data.source).name} holds one folder of images ({data.classes[0]}/) and the files predict "
+                 f"{outputs} classes: reading them as unlabelled images (agreement, no accuracy)")
+        return data.unlabelled()
+    return data
+
+
 def _prepare_images(sample: ImageDataset | None, spec: Preprocess, stem: Path, config: BenchConfig):
-    """The images as uint8 RGB pixels at the input size (and their labels), for the children to map."""
+    """The images as uint8 RGB pixels at the input size (and their labels, for labelled data), for the
+    children to map."""
     pixels_path = stem.with_suffix(".pixels.npy")
     if sample is None:  # latency only: a mid-grey image of the right size
         np.save(pixels_path, np.full((config.batch, spec.input_size, spec.input_size, 3), 128, np.uint8))
-        return pixels_path, None
+        return pixels_path, None, False
     chunks, labels = [], []
     for pixels, chunk_labels in batches(sample, spec, 256, layout="NHWC", normalized=False, progress="Loading images"):
         chunks.append(pixels)
         labels.append(chunk_labels)
     np.save(pixels_path, np.concatenate(chunks))
+    if not sample.labelled:  # predictions only, for agreement
+        return pixels_path, None, True
     labels_path = stem.with_suffix(".labels.npy")
     np.save(labels_path, np.concatenate(labels))
-    return pixels_path, labels_path
+    return pixels_path, labels_path, True
 
 
 def _measure_in_child(manifest: Manifest, directory: Path, spec: Preprocess, pixels: Path, labels: Path | None,
-                      config: BenchConfig, tmp: Path) -> dict:
+                      predict: bool, config: BenchConfig, tmp: Path) -> dict:
     job = {"artifact": str(directory / manifest.file), "image_input": manifest.image_input,
            "preprocess": spec.model_dump(mode="json"), "pixels": str(pixels),
-           "labels": str(labels) if labels else None, "threads": config.threads, "device": config.device,
+           "labels": str(labels) if labels else None, "predict": predict, "threads": config.threads, "device": config.device,
            "batch": config.batch, "runs": config.runs, "warmup": config.warmup}
     job_path, result_path = tmp / f"{manifest.target}.job.json", tmp / f"{manifest.target}.result.json"
     job_path.write_text(json.dumps(job))
@@ -228,7 +252,15 @@ def _measure_in_child(manifest: Manifest, directory: Path, spec: Preprocess, pix
 def _result(manifest: Manifest, directory: Path, measured: dict, sample: ImageDataset | None,
             config: BenchConfig) -> TargetBench:
     accuracy = None
-    if sample is not None and measured["predictions"] is not None:
+    if sample is not None and measured["predictions"] is not None and not sample.labelled:
+        predictions = np.asarray(measured["predictions"])
+        fingerprint = sample.fingerprint()
+        reference = _reference_predictions(directory.parent, fingerprint)
+        accuracy = BenchAccuracy(
+            top1=None, top5=None, samples=len(predictions), data=fingerprint, baseline_top1=None, delta_top1=None,
+            agreement=None if reference is None else round(100.0 * float((predictions == reference).mean()), 3),
+        )
+    elif sample is not None and measured["predictions"] is not None:
         predictions = np.asarray(measured["predictions"])
         labels = sample.labels
         fingerprint = sample.fingerprint()

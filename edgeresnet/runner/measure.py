@@ -6,7 +6,9 @@ one's numbers. The parent (runner.bench) prepares the images once, as a .npy fil
 uint8 RGB pixels that this process maps read-only.
 
 Usage: python -m edgeresnet.runner.measure JOB.json RESULT.json
-JOB: {"artifact", "image_input", "preprocess", "pixels", "labels", "threads", "device", "batch", "runs", "warmup"}
+JOB: {"artifact", "image_input", "preprocess", "pixels", "labels", "predict", "threads", "device", "batch", "runs",
+"warmup"}; with "labels" (a .npy), top-1 predictions and top-5 hits; without, and "predict" true (unlabelled
+data), the top-1 predictions alone.
 """
 
 from __future__ import annotations
@@ -67,6 +69,12 @@ def measure(job: dict) -> dict:
             top5 += int(in_top5.sum())
         result["predictions"] = np.concatenate(predictions).tolist()
         result["top5_hits"] = top5
+    elif job.get("predict"):  # unlabelled images: what it predicts, for agreement with PyTorch
+        predictions = []
+        for start in range(0, len(pixels), CHUNK):
+            logits = runtime(inputs(pixels[start : start + CHUNK]))
+            predictions.append(hits(logits, np.zeros(len(logits), dtype=np.int64))[0])
+        result["predictions"] = np.concatenate(predictions).tolist()
     result["memory"]["peak_rss_mb"] = peak_rss_mb()
     return result
 

@@ -86,6 +86,8 @@ def _bench_command(device: SSHDevice, workdir: str, data: Path | None, config: B
         args += ["--limit", str(config.limit)]
     if data is not None:
         args += ["--data", _data_name(data)]
+        if not config.labels:
+            args += ["--no-labels"]
     quoted = " ".join(shlex.quote(arg) for arg in args)
     return (f"cd {shlex.quote(workdir)} && PYTHONPATH={shlex.quote(workdir + '/' + RUNNER_ZIP)} "
             f"{_remote_path(device.python)} {quoted}")

@@ -59,6 +59,11 @@ def distill(
     an nn.Module. Under torchrun, every process calls it (see edgeresnet/distributed.py)."""
     student, teacher = as_model(student), as_model(teacher)
     _check_pair(student, teacher)
+    if not data.labelled and config.alpha < 1:  # alpha 1 learns the teacher's outputs alone: no labels needed
+        raise EdgeResNetError(
+            f"distill weighs the labels by {1 - config.alpha:g} (alpha {config.alpha:g}), and {data.source} has no "
+            "labels", "pass --train-data with labels (root/<class>/<image>), or learn from the teacher alone with "
+            "-o distill.alpha=1")
     check_labels(student.num_classes, data.classes)
     if validation is not None:
         check_labels(student.num_classes, validation.classes)

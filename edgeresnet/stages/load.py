@@ -6,6 +6,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..data import ImageDataset
 from ..errors import DataError
 from ..loading import read_model
 from ..model import Model
@@ -51,9 +52,30 @@ def as_model(source: "str | Path | nn.Module | Model") -> Model:
 
 
 def check_labels(num_classes: int, labels: tuple[str, ...]) -> None:
-    """The data's classes must be the model's outputs, one for one."""
+    """The data's classes must be the model's outputs, one for one (an unlabelled data set,
+    ``labels == ()``, has none to check)."""
+    if len(labels) == 0:
+        return
     if len(labels) != num_classes:
         raise DataError(
             f"the model has {num_classes} outputs but the data has {len(labels)} classes",
             "use data with one folder per class the model predicts, or a model trained on these classes",
         )
+
+
+def fit_labels(num_classes: int, data: ImageDataset, log=lambda message: None) -> ImageDataset:
+    """``data`` as the model reads it: labelled when its classes are the model's, unlabelled when it has none.
+
+    One folder of images (``calib/*.jpg``, as ``zip -r calib.zip calib`` makes) is a one-class
+    ImageFolder to torchvision; for a model of several classes it cannot be one (the counts
+    differ), so it is read as what it is, a folder of unlabelled images. Any other count that
+    differs from the model's is an error.
+    """
+    if not data.labelled:
+        return data
+    if len(data.classes) == 1 and num_classes > 1:
+        log(f"{Path(data.source).name} holds one folder of images ({data.classes[0]}/) and the model predicts "
+            f"{num_classes} classes: reading them as unlabelled images (no accuracy, only fidelity and latency)")
+        return data.unlabelled()
+    check_labels(num_classes, data.classes)
+    return data

@@ -242,6 +242,9 @@ def _taylor_batches(model: Model, config: PruneConfig, data: ImageDataset | None
         return ()
     if data is None or len(data) == 0:
         raise DataError("the taylor criterion needs labelled images", "pass --data, or choose --importance l1, l2 or bn")
+    if not data.labelled:
+        raise DataError(f"the taylor criterion needs labelled images, and {data.source} has no labels",
+                        "pass labelled --train-data (root/<class>/<image>), or choose --importance l1, l2 or bn")
     sample = data.subset(config.taylor_batches * config.batch_size, seed=config.seed)
     return ((torch.tensor(x), torch.tensor(y).long())
             for x, y in batches(sample, model.preprocess, config.batch_size))

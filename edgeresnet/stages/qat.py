@@ -71,6 +71,11 @@ def qat(
     if model.qat is not None:
         raise EdgeResNetError("this model has been through quantization-aware training already",
                               "run qat on the float model")
+    if not data.labelled and config.alpha < 1:  # alpha 1 learns the teacher's outputs alone: no labels needed
+        raise EdgeResNetError(
+            f"qat weighs the labels by {1 - config.alpha:g} (alpha {config.alpha:g}), and {data.source} has no "
+            "labels", "pass --train-data with labels (root/<class>/<image>), or learn from the float model alone "
+            "with -o qat.alpha=1")
     check_labels(model.num_classes, data.classes)
     simulator = importlib.import_module(f"edgeresnet.quantization.{scheme}")
     batches = TrainBatches(data, model.preprocess, config, execution=execution)

@@ -65,6 +65,7 @@ class TrainBatches:
         local = self.batch_size // world.size
         self.part = slice(world.rank * local, (world.rank + 1) * local)  # this process's images of each batch
         self.labels = torch.from_numpy(np.array(sample.labels, dtype=np.int64))
+        self.labelled = sample.labelled  # without, every label is -1: only a loss on the teacher's outputs applies
         self.fingerprint = sample.fingerprint()  # which images: part of a checkpoint's identity
         self.workers = execution.workers or min(4, os.cpu_count() or 1)
         self.prefetch = execution.prefetch_batches

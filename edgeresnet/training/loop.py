@@ -47,7 +47,7 @@ FORMAT = 1
 class EpochRecord:
     epoch: int  # 1-based
     loss: float  # mean over the epoch's steps
-    train_top1: float  # percent, on the augmented training batches
+    train_top1: float | None  # percent, on the augmented training batches; None without labels
     lr: float  # at the epoch's last step
     seconds: float
     val_top1: float | None = None
@@ -188,7 +188,8 @@ def _epoch(module, batches, config, loss_fn, optimizer, scaler, extras, device, 
             advance(float(sums[0] / sums[2]))
     finally:
         loader.close()  # the prefetching thread stops with it
-    return EpochRecord(epoch + 1, float(sums[0] / sums[2]), 100.0 * float(sums[1] / sums[2]), lr,
+    labelled = getattr(batches, "labelled", True)  # unlabelled images (distill, alpha 1) carry -1
+    return EpochRecord(epoch + 1, float(sums[0] / sums[2]), 100.0 * float(sums[1] / sums[2]) if labelled else None, lr,
                        time.perf_counter() - started, data_wait_seconds=round(waited, 3))
 
 
@@ -239,7 +240,8 @@ def _validated(module: nn.Module, validate: Callable[[nn.Module], float]) -> flo
 
 
 def _summary(record: EpochRecord, epochs: int) -> str:
-    text = f"epoch {record.epoch}/{epochs}: loss {record.loss:.4f}, train top-1 {record.train_top1:.2f}%"
+    text = f"epoch {record.epoch}/{epochs}: loss {record.loss:.4f}, " + (
+        f"train top-1 {record.train_top1:.2f}%" if record.train_top1 is not None else "no labels")
     if record.val_top1 is not None:
         text += f", val top-1 {record.val_top1:.2f}%"
     return text + f", lr {record.lr:.3g}, {record.seconds:.1f} s"

@@ -23,7 +23,8 @@ def kd_loss(
     """alpha * KL(softmax(t/T) || softmax(s/T)) * T^2 + (1 - alpha) * CE(s, labels).
 
     The T^2 keeps the soft term's gradients the same size whatever the temperature (they
-    shrink as 1/T^2 otherwise), so alpha weighs the two terms alike at every T.
+    shrink as 1/T^2 otherwise), so alpha weighs the two terms alike at every T. With alpha 1
+    the labels are not read (unlabelled images carry -1).
     """
     student_logits, teacher_logits = student_logits.float(), teacher_logits.float()  # bf16 training
     soft = F.kl_div(
@@ -32,6 +33,8 @@ def kd_loss(
         reduction="batchmean",
         log_target=True,
     )
+    if alpha >= 1:
+        return soft * temperature**2
     hard = F.cross_entropy(student_logits, labels)
     return alpha * soft * temperature**2 + (1 - alpha) * hard
 
