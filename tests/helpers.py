@@ -63,3 +63,17 @@ def error_line(result: subprocess.CompletedProcess) -> str:
     assert len(errors) == 1, result.stderr
     assert result.stdout == ""
     return errors[0]
+
+
+def varied_batch_norms(module, seed: int = 0):
+    """``module`` in eval mode with batch norms of non-trivial statistics, so that folding them
+    (and int32 biases) is tested for real; seeded."""
+    import torch
+
+    torch.manual_seed(seed)
+    for bn in (m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.2, 0.2)
+    return module.eval()

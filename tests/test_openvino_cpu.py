@@ -11,6 +11,8 @@ import torch
 import edgeresnet
 from edgeresnet.quantization import tflite
 
+from helpers import varied_batch_norms
+
 ov = pytest.importorskip("openvino")
 from edgeresnet.quantization import openvino_cpu  # noqa: E402
 
@@ -33,12 +35,7 @@ VNNI = bool(_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 def _qat(shortcut: str, seed: int = 0) -> tflite.QatResNet:
     torch.manual_seed(seed)
-    net = edgeresnet.models.create("resnet8", num_classes=10, shortcut=shortcut, width=8).eval()
-    for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 2.0)
-        bn.weight.data.uniform_(0.5, 1.5)
-        bn.bias.data.uniform_(-0.2, 0.2)
+    net = varied_batch_norms(edgeresnet.models.create("resnet8", num_classes=10, shortcut=shortcut, width=8), seed)
     qat = tflite.prepare(net)
     tflite.calibrate_ranges(qat, torch.randn(128, 3, SIZE, SIZE).split(64))
     return qat

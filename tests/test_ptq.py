@@ -17,18 +17,12 @@ from edgeresnet.quantization import ptq as algorithms
 from edgeresnet.quantization.tflite import QuantConvBn, QuantLinear
 from edgeresnet.stages.ptq import PtqConfig, calibrate, ptq
 
-from helpers import make_image_folder
+from helpers import make_image_folder, varied_batch_norms
 
 
 def _resnet8(classes: int = 4, seed: int = 0) -> edgeresnet.Model:
     torch.manual_seed(seed)
-    module = edgeresnet.models.create("resnet8", num_classes=classes)
-    for bn in (m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 2.0)
-        bn.weight.data.uniform_(0.5, 1.5)
-        bn.bias.data.uniform_(-0.2, 0.2)
-    return edgeresnet.load_model(module.eval())
+    return edgeresnet.load_model(varied_batch_norms(edgeresnet.models.create("resnet8", num_classes=classes), seed))
 
 
 def _batches(n: int = 64, seed: int = 0) -> list[torch.Tensor]:

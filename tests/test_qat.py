@@ -14,19 +14,12 @@ from edgeresnet.quantization import tflite as simulator
 from edgeresnet.quantization.fake import ActivationQuantizer, fake_quantize_weight
 from edgeresnet.stages.qat import QatConfig, qat
 
-from helpers import make_image_folder
+from helpers import make_image_folder, varied_batch_norms
 
 
 def _trained_resnet8(classes: int = 2) -> edgeresnet.Model:
     torch.manual_seed(0)
-    module = edgeresnet.models.create("resnet8", num_classes=classes)
-    # Batch norms with non-trivial statistics, so that folding them is tested for real.
-    for bn in (m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 2.0)
-        bn.weight.data.uniform_(0.5, 1.5)
-        bn.bias.data.uniform_(-0.2, 0.2)
-    return edgeresnet.load_model(module.eval())
+    return edgeresnet.load_model(varied_batch_norms(edgeresnet.models.create("resnet8", num_classes=classes)))
 
 
 def test_activation_ranges_follow_tflite_nudging():

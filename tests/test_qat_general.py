@@ -23,25 +23,14 @@ from edgeresnet.quantization import tflite as simulator
 from edgeresnet.quantization.fake import ActivationQuantizer
 
 from foreign_layouts import by_name
-from helpers import make_image_folder
+from helpers import make_image_folder, varied_batch_norms
 
 SIZE = 32
 
 
-def _varied_batch_norms(module: nn.Module) -> nn.Module:
-    """Batch norms with non-trivial statistics, so that folding them is tested for real."""
-    torch.manual_seed(0)
-    for bn in (m for m in module.modules() if isinstance(m, nn.BatchNorm2d)):
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 2.0)
-        bn.weight.data.uniform_(0.5, 1.5)
-        bn.bias.data.uniform_(-0.2, 0.2)
-    return module.eval()
-
-
 def _layout(**fields) -> nn.Module:
     torch.manual_seed(0)
-    return _varied_batch_norms(GeneralResNet(Layout(num_classes=3, **fields)))
+    return varied_batch_norms(GeneralResNet(Layout(num_classes=3, **fields)))
 
 
 # name: (module builder, input size, ops the int8 file must hold for the construct under test)

@@ -91,7 +91,10 @@ def test_user_module_exports_to_int8_files_that_pass_verification(tmp_path):
     for target in ("tflite-int8", "openvino-int8"):
         manifest = read_manifest(tmp_path / "run" / target)
         assert (tmp_path / "run" / target / manifest.file).is_file()
-        assert manifest.fidelity.agreement >= manifest.fidelity.threshold == 98.0, manifest.fidelity
+        # A module no layout describes has no simulator: the converters quantize it, and the file is
+        # held against float PyTorch at the bar that catches a broken conversion.
+        assert manifest.fidelity.reference == "pytorch-fp32" and manifest.quantization["method"] == "converter"
+        assert manifest.fidelity.agreement >= manifest.fidelity.threshold == 95.0, manifest.fidelity
 
     # Every int8 tensor has a scale an activation can have (the bug: 1.3e36 on the stem), and
     # the file loads with the default delegate (XNNPACK) that refused it.

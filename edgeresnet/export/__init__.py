@@ -20,6 +20,7 @@ from ..data import normalize
 from ..errors import ConversionError, TargetError
 from ..manifest import Fidelity, Manifest, TensorSpec, artifact_sha256, file_hashes, tool_versions, write_manifest
 from ..model import Model
+from ..quantization.tflite_exact import exact_reference
 from ..stages.ptq import PtqConfig
 from ..runner.runtimes import open_artifact
 from .coreml import export_coreml
@@ -114,7 +115,9 @@ def export(
     work = out_dir / ".work"
     tensors = normalize(samples, model.preprocess)
     sources = _quantized_sources(model, targets, calibration, ptq)
-    references = {target: reference_model(sources[target], target) for target in targets}
+    # A TFLite file is checked against the exact simulation of its arithmetic where the layout has one.
+    references = {target: exact_reference(reference_model(sources[target], target), target, config.image_input)
+                  for target in targets}
     # What every file is checked against: a simulator's predictions for the int8 file of its
     # runtime, the float network's for every other file.
     answers: dict[int, np.ndarray] = {}

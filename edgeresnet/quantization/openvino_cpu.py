@@ -63,13 +63,7 @@ def knows(net: nn.Module) -> bool:
 
 def simulates(qat: nn.Module) -> bool:
     """Whether every part of a TFLite simulator is one this module builds and simulates."""
-    if isinstance(qat, tflite.QatResNet):
-        return True
-    if not isinstance(qat, tflite.QatGeneralResNet) or not isinstance(qat.maxpool, (nn.Identity, nn.MaxPool2d)):
-        return False
-    return all(isinstance(block.pre, nn.Identity) and isinstance(block.attention, nn.Identity) and block.relu
-               and isinstance(block.shortcut, (nn.Identity, tflite.QuantConvBn, PadShortcut))
-               for block in qat.blocks)
+    return tflite.plain_layout(qat)
 
 
 def _stem(qat: nn.Module) -> list[nn.Module]:

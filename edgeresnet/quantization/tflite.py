@@ -585,6 +585,20 @@ def knows(net: nn.Module) -> bool:
     return isinstance(net, (GeneralResNet, ResNet, CifarResNet))
 
 
+def plain_layout(qat: nn.Module) -> bool:
+    """Whether a simulator holds only the plain ops the exact per-runtime simulations cover
+    (openvino_cpu, tflite_exact): any zoo layout, or a GeneralResNet with conv stems, max pool
+    or none, and post-activation blocks with identity, zero-pad or projection shortcuts; not
+    pre-activation norms, attention gates or average-pool shortcuts."""
+    if isinstance(qat, QatResNet):
+        return True
+    if not isinstance(qat, QatGeneralResNet) or not isinstance(qat.maxpool, (nn.Identity, nn.MaxPool2d)):
+        return False
+    return all(isinstance(block.pre, nn.Identity) and isinstance(block.attention, nn.Identity) and block.relu
+               and isinstance(block.shortcut, (nn.Identity, QuantConvBn, PadShortcut))
+               for block in qat.blocks)
+
+
 def prepare(net: nn.Module) -> QatResNet | QatGeneralResNet:
     """A QAT copy of a zoo ResNet or a GeneralResNet; its ranges still need a calibration pass
     (`calibrate_ranges`). Any other module is refused: its ops are not known."""

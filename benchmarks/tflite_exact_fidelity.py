@@ -1,0 +1,130 @@
+"""How exactly each simulator predicts the int8 TFLite file, as our runner runs it (LiteRT, XNNPACK).
+
+For the fine-tuned CIFAR ResNet-20 and ResNet-56: the ptq stage's tflite parameters (256 train
+images), exported to tflite-int8 (the file holds the simulator's ranges); on the 10,000 test
+images, the file's top-1, and for the float fake-quant simulator (quantization/tflite.py) and the
+exact integer one (quantization/tflite_exact.py): top-1 agreement with the file and logit
+differences in output steps (the logits' quantization step). One thread throughout.
+
+    .venv/bin/python benchmarks/tflite_exact_fidelity.py [--limit N] [--models resnet20,resnet56]
+
+Writes benchmarks/results/tflite-exact-fidelity.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BATCH = 500
+
+
+def measure(name: str, shared: Path, limit: int | None, work: Path) -> dict:
+    import numpy as np
+    import torch
+
+    import edgeresnet
+    from edgeresnet.data import batches, open_dataset, sample_pixels
+    from edgeresnet.export import ExportConfig, export, parse_targets
+    from edgeresnet.quantization import tflite_exact
+    from edgeresnet.runner.runtimes import open_artifact
+    from edgeresnet.stages.ptq import PtqConfig, ptq
+
+    start = time.perf_counter()
+    data = shared / "datasets" / "cifar10-jpeg"
+    model = edgeresnet.load_model(shared / "models" / "cifar" / f"{name}_cifar10jpeg.pt")
+    train, test = open_dataset(data / "train.zip"), open_dataset(data / "test.zip")
+    calibration = sample_pixels(train, model.preprocess, 256, seed=0)
+    quantized = ptq(model, calibration, "tflite", PtqConfig())
+    # min_agreement 0: the export's own check must not stop the measurement.
+    (artifact,) = export(quantized, parse_targets(["tflite-int8"]), work / name,
+                         samples=sample_pixels(test, model.preprocess, 512, seed=0), calibration=calibration,
+                         config=ExportConfig(min_agreement=0))
+    runtime = open_artifact(artifact.path, 1)
+    step = float(runtime.output["quantization"][0])
+    fake = quantized.module.eval()
+    exact = tflite_exact.exact_simulator(fake)
+    setup = time.perf_counter() - start
+    if limit:
+        test = test.subset(limit, seed=0)
+
+    logits = {"file": [], "fake": [], "exact": []}
+    seconds = dict.fromkeys(logits, 0.0)
+    labels = []
+    for inputs, batch_labels in batches(test, model.preprocess, BATCH, progress=f"{name} fidelity"):
+        t = time.perf_counter()
+        logits["file"].append(runtime(inputs))
+        seconds["file"] += time.perf_counter() - t
+        x = torch.from_numpy(inputs)
+        with torch.no_grad():
+            for key, module in (("fake", fake), ("exact", exact)):
+                t = time.perf_counter()
+                logits[key].append(module(x).numpy())
+                seconds[key] += time.perf_counter() - t
+        labels.append(batch_labels)
+    labels = np.concatenate(labels)
+    logits = {k: np.concatenate(v) for k, v in logits.items()}
+    file = logits["file"]
+
+    def top1(x):
+        return round(100 * float((x.argmax(1) == labels).mean()), 2)
+
+    def versus(x) -> dict:
+        difference = np.abs(file - x) / step
+        return {
+            "top1": top1(x),
+            "agreement_with_file": round(100 * float((file.argmax(1) == x.argmax(1)).mean()), 2),
+            "disagreeing_images": int((file.argmax(1) != x.argmax(1)).sum()),
+            "images_with_identical_logits": round(100 * float((difference.max(1) == 0).mean()), 2),
+            "max_logit_difference_steps": round(float(difference.max()), 4),
+            "mean_logit_difference_steps": round(float(difference.mean()), 5),
+            "images_off_by_more_than_one_step": int((difference.max(1) > 1.001).sum()),
+        }
+
+    return {
+        "test_images": int(len(labels)),
+        "file_top1": top1(file),
+        "output_step": step,
+        "fake_quant_simulator": versus(logits["fake"]),
+        "exact_simulator": versus(logits["exact"]),
+        "export_check": artifact.manifest.fidelity.model_dump(),
+        "seconds": {"setup": round(setup, 1), **{k: round(v, 1) for k, v in seconds.items()}},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=HERE.parent.parent / "shared")
+    parser.add_argument("--limit", type=int, default=None, help="test images (default: all 10,000)")
+    parser.add_argument("--models", default="resnet20,resnet56")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    from edgeresnet.manifest import tool_versions
+
+    with tempfile.TemporaryDirectory() as work:
+        models = {name: measure(name, args.shared, args.limit, Path(work)) for name in args.models.split(",")}
+    result = {
+        "what": "fine-tuned CIFAR ResNets, the ptq stage's tflite parameters (256 train images), exported to "
+                "tflite-int8 and run by the runner (LiteRT, XNNPACK delegate, 1 thread); the float fake-quant "
+                "simulator (quantization/tflite.py) and the exact integer simulator (quantization/tflite_exact.py) "
+                "against the file",
+        "models": models,
+        "tools": tool_versions("torch", "tensorflow", "ai-edge-litert", "onnx2tf"),
+        "host": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
+    }
+    out = HERE / "results" / "tflite-exact-fidelity.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: {"file_top1": v["file_top1"], "fake": v["fake_quant_simulator"], "exact": v["exact_simulator"]}
+                      for k, v in models.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
