@@ -143,6 +143,8 @@ TABLES = {
     **{f"paired-ptq-{model}": (lambda model=model: paired_accuracy(model, "paired-ptq"))
        for model in ("resnet20", "resnet56", "resnet20-12fca82f", "resnet56-4bfd9763")},
     "ptq-fidelity": lambda: _script("ptq_fidelity").table(),
+    "ptq-settings": lambda: _script("ptq_settings").table(),
+    "tflite-exact-fidelity": lambda: _script("tflite_exact_fidelity").table(),
     "openvino-cpu-fidelity": lambda: _script("openvino_cpu_fidelity").table(),
     "scaling": scaling,
     "runner-vs-vendor": runner_vs_vendor,

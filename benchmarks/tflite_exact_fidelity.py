@@ -126,5 +126,18 @@ def main() -> None:
                       for k, v in models.items()}, indent=1))
 
 
+def table(path: Path = Path(__file__).resolve().parent / "results" / "tflite-exact-fidelity.json") -> str:
+    """The README table: the file against each simulator, per model."""
+    data = json.loads(path.read_text())
+    lines = ["| model | file top-1 | simulator | its top-1 | agrees with the file | logits bit-identical | "
+             "max difference (output steps) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, row in data["models"].items():
+        for key, label in (("fake_quant_simulator", "float fake-quant"), ("exact_simulator", "exact (integer)")):
+            r = row[key]
+            lines.append(f"| {name} | {row['file_top1']:.2f} | {label} | {r['top1']:.2f} | {r['agreement_with_file']:.2f}% "
+                         f"| {r['images_with_identical_logits']:.2f}% | {r['max_logit_difference_steps']:g} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     main()
