@@ -23,4 +23,12 @@ $PY benchmarks/training.py
 $PY benchmarks/load_time.py
 # ResNets written elsewhere, trained briefly at width 8 (the settings table 5 was measured with).
 $PY benchmarks/foreign_models.py --width 8 --epochs 2
+# Table 7: post-training int8 against the raw pipelines, and each file against its runtime's arithmetic.
+$PY benchmarks/paired_accuracy.py --models resnet20,resnet56,resnet20-12fca82f,resnet56-4bfd9763 --recipes ptq-int8 \
+    --out 'benchmarks/results/paired-ptq-{model}.json'
+$PY benchmarks/ptq_fidelity.py
+$PY benchmarks/ptq_settings.py
+$PY benchmarks/tflite_exact_fidelity.py
+$PY benchmarks/openvino_cpu_fidelity.py
+$PY benchmarks/openvino_cpu_fidelity.py --max-isa AVX2
 $PY benchmarks/tables.py

@@ -85,7 +85,10 @@ def _train(rank: int, world: int, port: int, root: str) -> None:
             if scheme is not None:
                 calibration = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
                 simulator = importlib.import_module(f"edgeresnet.quantization.{scheme}")
-                module = simulator.prepare_for_training(module, calibration)
+                # OpenVINO: NNCF's quantizers (our CPU simulation computes in float32, as the plugin does,
+                # so it cannot take part in this float64 comparison).
+                prepare = simulator._nncf_prepare if scheme == "openvino" else simulator.prepare_for_training
+                module = prepare(module, calibration, 64)
             module = module.double()
             history = fit(module, batches, config, loss_fn)
             results[f"{sync}-{scheme}"] = {"state": module.state_dict(),

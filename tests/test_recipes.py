@@ -146,7 +146,7 @@ MALFORMED = {
         stages:
           - ptq:
               zzzzzz: 3
-        """, 4, "unknown key 'zzzzzz' in stage 'ptq'", "choose one of: seed, size"),
+        """, 4, "unknown key 'zzzzzz' in stage 'ptq'", "choose one of: batch_size, bias_correction, percentile, ranges, rounding, rounding_iterations, seed, size"),
     "nested unknown key": ("""\
         name: x
         stages:

@@ -121,11 +121,12 @@ def export(
     # What every file is checked against: a simulator's predictions for the int8 file of its
     # runtime, the float network's for every other file.
     answers: dict[int, np.ndarray] = {}
-    for reference in [*references.values(), model.float_view()]:  # one PyTorch pass per distinct model
+    # The float model's answers too, for the agreement of int8 files with it (a QAT input has none).
+    for reference in [*references.values(), *([model] if model.qat is None else [])]:  # one pass per model
         if id(reference) not in answers:
             answers[id(reference)] = reference.predictor()(tensors)
     logits = {target: answers[id(m)] for target, m in references.items()}
-    float_logits = answers[id(model.float_view())] if model.qat is None else None
+    float_logits = answers[id(model)] if model.qat is None else None
     paths, simulated = {}, {}
     for index, (source, group) in enumerate(_grouped(sources, targets)):
         # Each source model its own work folder: the TFLite worker reuses a SavedModel it finds there.
