@@ -168,13 +168,8 @@ def correct_biases(qat: nn.Module, net: nn.Module, batches: list[Tensor]) -> Non
 
 def _in_execution_order(qat: nn.Module, example: Tensor) -> list[nn.Module]:
     order: list[nn.Module] = []
-    hooks = [m.register_forward_hook(lambda module, args, output: order.append(module))
-             for m in qat.modules() if isinstance(m, (QuantConvBn, QuantLinear))]
-    try:
-        qat(example)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    layers = [m for m in qat.modules() if isinstance(m, (QuantConvBn, QuantLinear))]
+    hooked_passes(qat, layers, [example], lambda index, module, args, output: order.append(module))
     return list(dict.fromkeys(order))
 
 
@@ -183,29 +178,38 @@ def _output_means(model: nn.Module, modules: list[nn.Module], batches: list[Tens
     """Per module, the mean of its output over the batches, per channel; ``stop``: end each
     forward pass at the (single) module."""
     sums: list[Tensor | None] = [None] * len(modules)
-    count = 0
 
-    def recorder(index: int):
-        def record(module, args, output):
-            y = output_of(module, args, output)
-            mean = y.mean(dim=(0, 2, 3)) if y.ndim == 4 else y.mean(dim=0)
-            sums[index] = mean * len(y) if sums[index] is None else sums[index] + mean * len(y)
+    def record(index: int, module, args, output) -> None:
+        y = output_of(module, args, output)
+        mean = y.mean(dim=(0, 2, 3)) if y.ndim == 4 else y.mean(dim=0)
+        sums[index] = mean * len(y) if sums[index] is None else sums[index] + mean * len(y)
+
+    hooked_passes(model, modules, batches, record, stop=stop)
+    count = sum(len(batch) for batch in batches)
+    return [s / count for s in sums]
+
+
+def hooked_passes(model: nn.Module, modules: list[nn.Module], batches: list[Tensor], record,
+                  stop: bool = False) -> None:
+    """Run ``model`` on every batch with ``record(index, module, args, output)`` called on each of
+    ``modules``' outputs; ``stop``: end each pass right after the (single) module."""
+    def hook(index: int):
+        def call(module, args, output):
+            record(index, module, args, output)
             if stop:
                 raise _Stop
-        return record
+        return call
 
-    hooks = [module.register_forward_hook(recorder(i)) for i, module in enumerate(modules)]
+    hooks = [module.register_forward_hook(hook(i)) for i, module in enumerate(modules)]
     try:
         for batch in batches:
             try:
                 model(batch)
             except _Stop:
                 pass
-            count += len(batch)
     finally:
-        for hook in hooks:
-            hook.remove()
-    return [s / count for s in sums]
+        for handle in hooks:
+            handle.remove()
 
 
 def _simulated_output(layer: nn.Module, args, output) -> Tensor:

@@ -45,23 +45,11 @@ def learn_rounding(qat: nn.Module, net: nn.Module, batches: list[Tensor], *, ite
 @torch.no_grad()
 def _captured(model: nn.Module, module: nn.Module, batches: list[Tensor], output: bool) -> Tensor:
     """``module``'s input (or output) over every batch, each forward pass stopped right there."""
-    from .ptq import _Stop
+    from .ptq import hooked_passes
 
     seen: list[Tensor] = []
-
-    def record(module, args, result):
-        seen.append((result if output else args[0]).detach())
-        raise _Stop
-
-    hook = module.register_forward_hook(record)
-    try:
-        for batch in batches:
-            try:
-                model(batch)
-            except _Stop:
-                pass
-    finally:
-        hook.remove()
+    hooked_passes(model, [module], batches,
+                  lambda index, layer, args, result: seen.append((result if output else args[0]).detach()), stop=True)
     return torch.cat(seen)
 
 
