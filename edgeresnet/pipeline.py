@@ -40,7 +40,7 @@ from . import distributed, interrupts
 from .data import ImageDataset, normalize, open_dataset, sample_pixels
 from .errors import AccuracyDropError, EdgeResNetError
 from .evaluate import Accuracy, agreement, evaluate
-from .export import Artifact, ExportConfig, Target, export, parse_targets
+from .export import Artifact, ExportConfig, Target, export, grouped, parse_targets
 from .manifest import AccuracySpec, write_manifest
 from .model import Model
 from .recipes import Recipe
@@ -182,7 +182,7 @@ def _lead(model: Model, data: ImageDataset, targets: list[Target], out: Path, re
         with stage("export"):
             samples = sample_pixels(data, spec, min(options.export.verify_samples, len(data)), seed=1)
             artifacts = []
-            for source, group in _grouped(sources):
+            for source, group in grouped(sources):
                 artifacts += export(source.model, group, run, samples=samples,
                                     calibration=calibration.pixels if calibration else None,
                                     config=options.export, threads=options.threads, ptq=calibration_config)
@@ -329,13 +329,6 @@ def _failure(target: str, delta_top1: float | None, limit: float | None) -> str 
         return None
     return (f"{target} lost {-delta_top1:.2f} points of top-1 against the input model, more than the "
             f"{limit:g} --max-accuracy-drop allows")
-
-
-def _grouped(sources: dict[Target, Source]) -> list[tuple[Source, list[Target]]]:
-    groups: dict[int, tuple] = {}
-    for target, source in sources.items():
-        groups.setdefault(id(source), (source, []))[1].append(target)
-    return list(groups.values())
 
 
 def _logging_to(path: Path, log: Callable[[str], None]) -> Callable[[str], None]:

@@ -128,7 +128,7 @@ def export(
     logits = {target: answers[id(m)] for target, m in references.items()}
     float_logits = answers[id(model)] if model.qat is None else None
     paths, simulated = {}, {}
-    for index, (source, group) in enumerate(_grouped(sources, targets)):
+    for index, (source, group) in enumerate(grouped(sources)):
         # Each source model its own work folder: the TFLite worker reuses a SavedModel it finds there.
         group_paths, group_simulated = _convert(source, group, out_dir, work / f"model-{index}", tensors, logits,
                                                 calibration, config)
@@ -188,10 +188,12 @@ def _quantized_sources(model: Model, targets: list[Target], calibration: np.ndar
     return sources
 
 
-def _grouped(sources: dict[Target, Model], targets: list[Target]) -> list[tuple[Model, list[Target]]]:
-    groups: dict[int, tuple[Model, list[Target]]] = {}
-    for target in targets:
-        groups.setdefault(id(sources[target]), (sources[target], []))[1].append(target)
+def grouped(sources: dict) -> list[tuple]:
+    """{target: the model it comes from} as [(model, [targets])], one group per distinct model
+    (by identity), in the order the targets come."""
+    groups: dict[int, tuple] = {}
+    for target, source in sources.items():
+        groups.setdefault(id(source), (source, []))[1].append(target)
     return list(groups.values())
 
 

@@ -34,8 +34,7 @@ def prepare_for_training(net: nn.Module, calibration: Tensor, batch_size: int = 
     """The zoo's layouts train through our simulator of OpenVINO CPU's arithmetic (openvino_cpu:
     the file then computes what training saw); other layouts through NNCF's quantizers."""
     if openvino_cpu.knows(net):
-        qat = tflite.prepare(net)
-        qat.conv_bns()[0].weight_max = openvino_cpu.FIRST_LAYER_WEIGHT_MAX
+        qat = openvino_cpu.prepare(net)
         tflite.calibrate_ranges(qat, calibration.split(batch_size))
         return openvino_cpu.cpu_simulator(qat)
     return _nncf_prepare(net, calibration, batch_size)

@@ -52,6 +52,14 @@ ACT_LEVELS = 256
 FIRST_LAYER_WEIGHT_MAX = 63
 
 
+def prepare(net: nn.Module) -> nn.Module:
+    """The TFLite simulator of ``net`` with its first conv on the 7-bit grid OpenVINO's CPUs
+    without VNNI need: the parameters ``to_openvino`` writes and ``cpu_simulator`` computes with."""
+    qat = tflite.prepare(net)
+    qat.conv_bns()[0].weight_max = FIRST_LAYER_WEIGHT_MAX
+    return qat
+
+
 def knows(net: nn.Module) -> bool:
     """Whether ``to_openvino`` and ``cpu_simulator`` build this module: the zoo's ResNets and the
     GeneralResNets of the same ops (conv stems, max pool or none, basic or bottleneck blocks with

@@ -38,14 +38,12 @@ _SHRINK = torch.linspace(0.30, 1.0, 71)  # candidate ranges, as fractions of the
 def quantize_post_training(net: nn.Module, batches: list[Tensor], *, ranges: RangeMethod = "minmax",
                            percentile: float = 99.99, bias_correction: bool = True,
                            rounding: Literal["nearest", "adaround"] = "nearest", rounding_iterations: int = 300,
-                           first_weight_max: int | None = None) -> nn.Module:
+                           prepare_simulator=prepare) -> nn.Module:
     """The simulator of ``net`` (not modified) with ranges, weights and biases chosen on ``batches``
     (normalised NCHW float tensors), batch norm frozen and folded: ready to export.
-    ``first_weight_max``: the first conv's weight grid, if not int8's 127."""
-    qat = prepare(net)
+    ``prepare_simulator`` builds it (a runtime may constrain it: ``openvino_cpu.prepare``)."""
+    qat = prepare_simulator(net)
     freeze_batch_norm(qat)
-    if first_weight_max is not None:
-        qat.conv_bns()[0].weight_max = first_weight_max
     qat.eval()
     choose_ranges(qat, batches, ranges, percentile)
     if rounding == "adaround":

@@ -89,11 +89,10 @@ def ptq(model: Model, pixels: np.ndarray, scheme: Scheme, config: PtqConfig = Pt
     batches = list(torch.from_numpy(normalize(pixels, model.preprocess)).split(config.batch_size))
     # OpenVINO's CPU kernels without VNNI sum pairs of u8 x i8 products in int16: the first
     # conv, on raw image codes, would overflow with full 8-bit weights (7 bits, as NNCF does).
-    first_weight_max = openvino_cpu.FIRST_LAYER_WEIGHT_MAX if scheme == "openvino" else None
     simulated = quantize_post_training(model.module, batches, ranges=config.ranges, percentile=config.percentile,
                                        bias_correction=config.bias_correction, rounding=config.rounding,
                                        rounding_iterations=config.rounding_iterations,
-                                       first_weight_max=first_weight_max)
+                                       prepare_simulator=openvino_cpu.prepare if scheme == "openvino" else tflite.prepare)
     float_module = tflite.fold(simulated, model.module)
     module = openvino_cpu.cpu_simulator(simulated) if scheme == "openvino" else simulated
     return model.replace(module=module, qat=QatState(scheme, float_module))
