@@ -49,3 +49,46 @@ def host() -> dict:
     from edgeresnet.runner.host import host_info
 
     return host_info()
+
+
+def file_against_simulators(test, preprocess, batch_size: int, run_file, simulators: dict, progress: str):
+    """Every image of ``test`` through the file (``run_file``: a normalised NCHW batch -> logits)
+    and through each PyTorch simulator: (logits per name, "file" first; labels; seconds per name)."""
+    import numpy as np
+
+    from edgeresnet.data import batches
+
+    runners = {"file": run_file, **{name: _no_grad(module) for name, module in simulators.items()}}
+    logits: dict[str, list] = {name: [] for name in runners}
+    seconds = dict.fromkeys(runners, 0.0)
+    labels = []
+    for inputs, batch_labels in batches(test, preprocess, batch_size, progress=progress):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            logits[name].append(run(inputs))
+            seconds[name] += time.perf_counter() - start
+        labels.append(batch_labels)
+    return {k: np.concatenate(v) for k, v in logits.items()}, np.concatenate(labels), seconds
+
+
+def _no_grad(module):
+    import torch
+
+    def run(inputs):
+        with torch.no_grad():
+            return module(torch.from_numpy(inputs)).numpy()
+    return run
+
+
+def logit_differences(file, other, step: float, labels) -> dict:
+    """How closely ``other``'s logits follow the file's, in output steps (the logits' quantization step)."""
+    difference = abs(file - other) / step
+    return {
+        "top1": round(100 * float((other.argmax(1) == labels).mean()), 2),
+        "agreement_with_file": round(100 * float((file.argmax(1) == other.argmax(1)).mean()), 2),
+        "disagreeing_images": int((file.argmax(1) != other.argmax(1)).sum()),
+        "images_with_identical_logits": round(100 * float((difference.max(1) == 0).mean()), 2),
+        "max_logit_difference_steps": round(float(difference.max()), 4),
+        "mean_logit_difference_steps": round(float(difference.mean()), 5),
+        "images_off_by_more_than_one_step": int((difference.max(1) > 1.001).sum()),
+    }

@@ -21,7 +21,8 @@ import platform
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from measuring import HERE, file_against_simulators, logit_differences
+
 BATCH = 500
 
 
@@ -50,7 +51,7 @@ def main() -> None:
     import torch
 
     import edgeresnet
-    from edgeresnet.data import batches, open_dataset, sample_pixels
+    from edgeresnet.data import open_dataset, sample_pixels
     from edgeresnet.quantization import openvino_cpu
     from edgeresnet.stages.ptq import PtqConfig, ptq
 
@@ -75,45 +76,24 @@ def main() -> None:
     step = float(openvino_cpu.activation_range(qat.head.out)[2])
     setup_seconds = time.perf_counter() - start
 
-    logits = {"ir": [], "tflite": [], "cpu": []}
-    labels, seconds = [], {"ir": 0.0, "tflite": 0.0, "cpu": 0.0}
-    for inputs, batch_labels in batches(test, model.preprocess, BATCH, progress="fidelity"):
-        count = len(inputs)
-        padded = np.concatenate([inputs, np.zeros((BATCH - count, *inputs.shape[1:]), np.float32)])
-        t = time.perf_counter()
-        logits["ir"].append(compiled(padded)[0][:count].copy())
-        seconds["ir"] += time.perf_counter() - t
-        x = torch.from_numpy(inputs)
-        with torch.no_grad():
-            for name, module in (("tflite", qat), ("cpu", simulator)):
-                t = time.perf_counter()
-                logits[name].append(module(x).numpy())
-                seconds[name] += time.perf_counter() - t
-        labels.append(batch_labels)
-    labels = np.concatenate(labels)
-    logits = {k: np.concatenate(v) for k, v in logits.items()}
-    ir_logits = logits["ir"]
+    def run_file(inputs):  # the IR is compiled for batches of BATCH: the last one is padded
+        padded = np.concatenate([inputs, np.zeros((BATCH - len(inputs), *inputs.shape[1:]), np.float32)])
+        return compiled(padded)[0][:len(inputs)].copy()
+
+    logits, labels, seconds = file_against_simulators(test, model.preprocess, BATCH, run_file,
+                                                      {"tflite": qat, "cpu": simulator}, "fidelity")
 
     def top1(x):
         return round(100 * float((x.argmax(1) == labels).mean()), 2)
 
-    comparisons = {}
-    for name in ("tflite", "cpu"):
-        difference = np.abs(ir_logits - logits[name]) / step
-        comparisons[name] = {
-            "agreement_with_ir": round(100 * float((ir_logits.argmax(1) == logits[name].argmax(1)).mean()), 2),
-            "max_logit_difference_steps": round(float(difference.max()), 4),
-            "mean_logit_difference_steps": round(float(difference.mean()), 5),
-            "images_with_identical_logits": round(100 * float((difference.max(1) == 0).mean()), 2),
-            "images_off_by_more_than_one_step": int((difference.max(1) > 1.001).sum()),
-        }
+    comparisons = {name: logit_differences(logits["file"], logits[name], step, labels) for name in ("tflite", "cpu")}
     result = {
         "what": "resnet20 (fine-tuned), the ptq stage's openvino parameters (256 train images, minmax ranges, bias "
                 "correction, first conv 7-bit); OpenVINO IR built from the "
                 "simulator's parameters (openvino_cpu.to_openvino) vs the TFLite-rule simulator and the "
                 f"OpenVINO-CPU simulator, on {len(labels)} test images",
         "test_images": int(len(labels)),
-        "top1": {"ir": top1(ir_logits), "tflite_simulator": top1(logits["tflite"]), "cpu_simulator": top1(logits["cpu"])},
+        "top1": {"ir": top1(logits["file"]), "tflite_simulator": top1(logits["tflite"]), "cpu_simulator": top1(logits["cpu"])},
         "tflite_simulator_vs_ir": comparisons["tflite"],
         "cpu_simulator_vs_ir": comparisons["cpu"],
         "output_step": step,
@@ -121,7 +101,8 @@ def main() -> None:
         "compile_config": {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1,
                            "ONEDNN_MAX_CPU_ISA": args.max_isa or "native"},
         "kernels": kernels,
-        "seconds": {"setup": round(setup_seconds, 1), **{k: round(v, 1) for k, v in seconds.items()},
+        "seconds": {"setup": round(setup_seconds, 1), **{("ir" if k == "file" else k): round(v, 1)
+                                                          for k, v in seconds.items()},
                     "total": round(time.perf_counter() - start, 1)},
         "host": {"cpu": cpu_info(), "python": platform.python_version(), "torch": torch.__version__},
     }
@@ -146,7 +127,7 @@ def table(results: Path = Path(__file__).resolve().parent / "results") -> str:
         for key, label in (("tflite_simulator", "TFLite rule"), ("cpu_simulator", "OpenVINO CPU")):
             row = data[f"{key}_vs_ir"]
             lines.append(f"| {kernels} | {data['top1']['ir']:.2f} | {label} | {data['top1'][key]:.2f} | "
-                         f"{row['agreement_with_ir']:.2f}% | {row['images_with_identical_logits']:.2f}% | "
+                         f"{row['agreement_with_file']:.2f}% | {row['images_with_identical_logits']:.2f}% | "
                          f"{row['max_logit_difference_steps']:g} |")
     return "\n".join(lines)
 

@@ -20,16 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from measuring import HERE, file_against_simulators, logit_differences
+
 BATCH = 500
 
 
 def measure(name: str, shared: Path, limit: int | None, work: Path) -> dict:
-    import numpy as np
-    import torch
 
     import edgeresnet
-    from edgeresnet.data import batches, open_dataset, sample_pixels
+    from edgeresnet.data import open_dataset, sample_pixels
     from edgeresnet.export import ExportConfig, export, parse_targets
     from edgeresnet.quantization import tflite_exact
     from edgeresnet.runner.runtimes import open_artifact
@@ -53,45 +52,19 @@ def measure(name: str, shared: Path, limit: int | None, work: Path) -> dict:
     if limit:
         test = test.subset(limit, seed=0)
 
-    logits = {"file": [], "fake": [], "exact": []}
-    seconds = dict.fromkeys(logits, 0.0)
-    labels = []
-    for inputs, batch_labels in batches(test, model.preprocess, BATCH, progress=f"{name} fidelity"):
-        t = time.perf_counter()
-        logits["file"].append(runtime(inputs))
-        seconds["file"] += time.perf_counter() - t
-        x = torch.from_numpy(inputs)
-        with torch.no_grad():
-            for key, module in (("fake", fake), ("exact", exact)):
-                t = time.perf_counter()
-                logits[key].append(module(x).numpy())
-                seconds[key] += time.perf_counter() - t
-        labels.append(batch_labels)
-    labels = np.concatenate(labels)
-    logits = {k: np.concatenate(v) for k, v in logits.items()}
+    logits, labels, seconds = file_against_simulators(test, model.preprocess, BATCH, runtime,
+                                                      {"fake": fake, "exact": exact}, f"{name} fidelity")
     file = logits["file"]
 
     def top1(x):
         return round(100 * float((x.argmax(1) == labels).mean()), 2)
 
-    def versus(x) -> dict:
-        difference = np.abs(file - x) / step
-        return {
-            "top1": top1(x),
-            "agreement_with_file": round(100 * float((file.argmax(1) == x.argmax(1)).mean()), 2),
-            "disagreeing_images": int((file.argmax(1) != x.argmax(1)).sum()),
-            "images_with_identical_logits": round(100 * float((difference.max(1) == 0).mean()), 2),
-            "max_logit_difference_steps": round(float(difference.max()), 4),
-            "mean_logit_difference_steps": round(float(difference.mean()), 5),
-            "images_off_by_more_than_one_step": int((difference.max(1) > 1.001).sum()),
-        }
-
     return {
         "test_images": int(len(labels)),
         "file_top1": top1(file),
         "output_step": step,
-        "fake_quant_simulator": versus(logits["fake"]),
-        "exact_simulator": versus(logits["exact"]),
+        "fake_quant_simulator": logit_differences(file, logits["fake"], step, labels),
+        "exact_simulator": logit_differences(file, logits["exact"], step, labels),
         "export_check": artifact.manifest.fidelity.model_dump(),
         "seconds": {"setup": round(setup, 1), **{k: round(v, 1) for k, v in seconds.items()}},
     }
