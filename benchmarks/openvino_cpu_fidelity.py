@@ -1,7 +1,7 @@
 """How exactly the CPU simulator predicts an OpenVINO int8 file made from the simulator's own parameters.
 
 The fine-tuned ResNet-20, quantized by the ptq stage for openvino (256 train images), written into an
-OpenVINO model by ``openvino_cpu.to_openvino`` and compiled for the CPU (f32 hint, one thread).
+OpenVINO model by ``openvino_ir.to_openvino`` and compiled for the CPU (f32 hint, one thread).
 On the 10,000 test images: top-1 of the file, of the TFLite-rule simulator (the QAT module)
 and of the CPU simulator; each simulator's top-1 agreement with the file and its logit
 differences (in output steps, the logits' quantization step); the host's CPU and flags.
@@ -52,7 +52,7 @@ def main() -> None:
 
     import edgeresnet
     from edgeresnet.data import open_dataset, sample_pixels
-    from edgeresnet.quantization import openvino_cpu
+    from edgeresnet.quantization import openvino_ir
     from edgeresnet.stages.ptq import PtqConfig, ptq
 
     torch.set_num_threads(1)
@@ -67,13 +67,13 @@ def main() -> None:
     simulator = quantized.module.eval()
     qat = simulator.qat
 
-    ir = openvino_cpu.to_openvino(qat, (BATCH, 3, 32, 32))
+    ir = openvino_ir.to_openvino(qat, (BATCH, 3, 32, 32))
     compiled = ov.Core().compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1})
     runtime = [(op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str),
                 op.get_rt_info()["primitiveType"].astype(str)) for op in compiled.get_runtime_model().get_ordered_ops()]
     kernels = sorted({f"{kind}: {prim} ({precision})" for kind, precision, prim in runtime
                       if kind in ("Convolution", "FullyConnected", "Reduce", "Subgraph")})
-    step = float(openvino_cpu.activation_range(qat.head.out)[2])
+    step = float(openvino_ir.activation_range(qat.head.out)[2])
     setup_seconds = time.perf_counter() - start
 
     def run_file(inputs):  # the IR is compiled for batches of BATCH: the last one is padded
@@ -90,7 +90,7 @@ def main() -> None:
     result = {
         "what": "resnet20 (fine-tuned), the ptq stage's openvino parameters (256 train images, minmax ranges, bias "
                 "correction, first conv 7-bit); OpenVINO IR built from the "
-                "simulator's parameters (openvino_cpu.to_openvino) vs the TFLite-rule simulator and the "
+                "simulator's parameters (openvino_ir.to_openvino) vs the TFLite-rule simulator and the "
                 f"OpenVINO-CPU simulator, on {len(labels)} test images",
         "test_images": int(len(labels)),
         "top1": {"ir": top1(logits["file"]), "tflite_simulator": top1(logits["tflite"]), "cpu_simulator": top1(logits["cpu"])},

@@ -97,7 +97,8 @@ def _convert_trained(module, input_shape):
     import openvino as ov
     import torch
 
-    from ..quantization.openvino_cpu import CpuSimulator, to_openvino
+    from ..quantization.openvino_cpu import CpuSimulator
+    from ..quantization.openvino_ir import to_openvino
 
     if isinstance(module, CpuSimulator):  # our simulator: its parameters, written as they are
         return to_openvino(module.qat, tuple(input_shape))

@@ -1,11 +1,12 @@
 """Quantization-aware training for OpenVINO int8.
 
-The zoo's layouts (torchvision, He et al. CIFAR) train through our simulator of OpenVINO
-CPU's integer arithmetic (``openvino_cpu.py``, on the TFLite simulator's parameters: ranges
-from calibration, then fixed; the first conv's weights on a 7-bit grid), and the exporter
-writes those parameters into the IR: the file computes what training saw.
+The layouts ``openvino_ir.knows`` (the zoo's, others of the same ops, squeeze-and-excitation
+gates) train through our simulator of OpenVINO CPU's integer arithmetic (``openvino_cpu.py``,
+on the TFLite simulator's parameters: ranges from calibration, then fixed; convs reading
+signed codes on a 7-bit grid), and the exporter writes those parameters into the IR: the
+file computes what training saw.
 
-Other layouts go through NNCF. ``nncf.quantize`` on the PyTorch model inserts NNCF's FakeQuantize modules with its CPU
+Other layouts (pre-activation, ECA gates, average-pool shortcuts, grouped convs) go through NNCF. ``nncf.quantize`` on the PyTorch model inserts NNCF's FakeQuantize modules with its CPU
 scheme (symmetric per-channel int8 weights, per-tensor int8 activations) and calibrates
 them on the images; the result trains like any module, and ``openvino.convert_model``
 turns its quantizers, with the ranges they learned, into the IR's FakeQuantize operations.
@@ -27,14 +28,14 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from . import openvino_cpu, tflite
+from . import openvino_cpu, openvino_ir, tflite
 
 
 def prepare_for_training(net: nn.Module, calibration: Tensor, batch_size: int = 64) -> nn.Module:
-    """The zoo's layouts train through our simulator of OpenVINO CPU's arithmetic (openvino_cpu:
-    the file then computes what training saw); other layouts through NNCF's quantizers."""
-    if openvino_cpu.knows(net):
-        qat = openvino_cpu.prepare(net)
+    """The layouts ``openvino_ir`` knows train through our simulator of OpenVINO CPU's arithmetic
+    (openvino_cpu: the file then computes what training saw); others through NNCF's quantizers."""
+    if openvino_ir.knows(net):
+        qat = openvino_ir.prepare(net)
         tflite.calibrate_ranges(qat, calibration.split(batch_size))
         return openvino_cpu.cpu_simulator(qat)
     return _nncf_prepare(net, calibration, batch_size)

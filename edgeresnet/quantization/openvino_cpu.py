@@ -1,10 +1,4 @@
-"""OpenVINO int8 from the simulator's own parameters, and OpenVINO CPU's integer arithmetic in PyTorch.
-
-``to_openvino(qat, shape)`` writes a QatResNet (quantization/tflite.py) into an ``openvino.Model``:
-each activation quantizer a FakeQuantize (256 levels) whose range is exactly the nudged grid,
-(-128 - z) * s .. (127 - z) * s, named after the quantizer; weights as OpenVINO's compressed int8
-form (i8 constant -> Convert -> Multiply by the per-channel scale), the simulator's codes as they
-are; float biases. The CPU plugin runs every convolution and the head in int8 (u8 x i8).
+"""OpenVINO CPU's integer arithmetic in PyTorch, for the IR ``openvino_ir.to_openvino`` writes.
 
 ``cpu_simulator(qat)`` computes what the CPU plugin computes for that model (2026.4, measured
 on Sapphire Rapids: AMX and AVX-512 VNNI kernels give the same results):
@@ -19,7 +13,9 @@ on Sapphire Rapids: AMX and AVX-512 VNNI kernels give the same results):
                scale): the path's FakeQuantize there only CROPS, it does not round (the plugin's
                "optimized formula" without rounding); the shortcut's u8 codes are added as
                they are; the block's FakeQuantize rounds once
-    mean       float sum of the u8 codes / count, dequantized, FakeQuantize to u8
+    gate       squeeze-and-excitation: see ``_squeeze_excite`` and ``_gated_block_end``
+    mean       float sum of the u8 codes / count, dequantized, FakeQuantize to u8 (over a 1x1
+               map no mean: the head's input FakeQuantize keeps the FullyConnected int8)
     head       u8 x i8 -> int32, dequantized, bias, FakeQuantize rounded and dequantized by an
                FMA to float32 logits
 
@@ -42,158 +38,8 @@ from torch import Tensor, nn
 
 from ..models.cifar import PadShortcut
 from . import tflite
-from .fake import ACT_MAX, ACT_MIN, ActivationQuantizer, weight_scale
-
-WEIGHT_LEVELS = 255  # symmetric int8 weights: [-127, 127]
-ACT_LEVELS = 256
-# The first conv's weights on a 7-bit grid: its input codes sit near 128 (a zero point in the
-# middle of u8), and without VNNI two u8 x i8 products are summed in int16 (vpmaddubsw), which
-# full 8-bit weights overflow (measured: -1.45 points top-1 on the ResNet-20 with AVX2 kernels).
-FIRST_LAYER_WEIGHT_MAX = 63
-
-
-def prepare(net: nn.Module) -> nn.Module:
-    """The TFLite simulator of ``net`` with its first conv on the 7-bit grid OpenVINO's CPUs
-    without VNNI need: the parameters ``to_openvino`` writes and ``cpu_simulator`` computes with."""
-    qat = tflite.prepare(net)
-    qat.conv_bns()[0].weight_max = FIRST_LAYER_WEIGHT_MAX
-    return qat
-
-
-def knows(net: nn.Module) -> bool:
-    """Whether ``to_openvino`` and ``cpu_simulator`` build this module: the zoo's ResNets and the
-    GeneralResNets of the same ops (conv stems, max pool or none, basic or bottleneck blocks with
-    identity, projection or zero-pad shortcuts), without grouped convolutions; not pre-activation,
-    attention gates or average-pool shortcuts (their ops are not simulated yet)."""
-    from ..models.general import GeneralResNet
-
-    if not tflite.knows(net) or any(m.groups != 1 for m in net.modules() if isinstance(m, nn.Conv2d)):
-        return False
-    return not isinstance(net, GeneralResNet) or simulates(tflite.prepare(net))
-
-
-def simulates(qat: nn.Module) -> bool:
-    """Whether every part of a TFLite simulator is one this module builds and simulates."""
-    return tflite.plain_layout(qat)
-
-
-def _stem(qat: nn.Module) -> list[nn.Module]:
-    """The stem's convs, in order (one, or a deep stem's three)."""
-    return list(qat.stem) if isinstance(qat.stem, nn.Sequential) else [qat.stem]
-
-
-def _check(qat: nn.Module) -> None:
-    if not simulates(qat):
-        raise NotImplementedError(f"{type(qat).__name__}: a layout with ops OpenVINO's CPU simulation does not cover")
-
-
-# -- parameters, read from the simulator --------------------------------------------------
-
-def activation_range(q: ActivationQuantizer) -> tuple[np.float32, np.float32, float, int]:
-    """(low, high, scale, zero point): the FakeQuantize range that holds exactly the simulator's grid."""
-    scale, zero_point = q.qparams()
-    s, z = np.float32(scale.item()), int(zero_point)
-    return np.float32(ACT_MIN - z) * s, np.float32(ACT_MAX - z) * s, s, z
-
-
-@torch.no_grad()
-def int8_weights(layer: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(int8 codes, per-channel scale, float bias or None) of a QuantConvBn or QuantLinear."""
-    grid, bias = layer.folded()
-    scale = weight_scale(layer.folded_float()[0], layer.weight_max)
-    codes = torch.round(grid / scale.reshape(-1, *[1] * (grid.ndim - 1)))
-    assert torch.equal(codes * scale.reshape(-1, *[1] * (grid.ndim - 1)), grid), "weights off the int8 grid"
-    return (codes.to(torch.int8).numpy(), scale.numpy().astype(np.float32),
-            None if bias is None else bias.numpy().astype(np.float32))
-
-
-# -- the IR --------------------------------------------------------------------------------
-
-class _Builder:
-    """Walks a QatResNet in forward order, emitting OpenVINO ops (opset13)."""
-
-    def __init__(self, names: dict[ActivationQuantizer, str]):
-        import openvino.opset13 as ops
-        self.ops = ops
-        self.names = names  # each FakeQuantize is named after its quantizer, for checks and debugging
-
-    def const(self, value, dtype=np.float32):
-        return self.ops.constant(np.asarray(value, dtype=dtype))
-
-    def fake_quantize(self, x, q: ActivationQuantizer):
-        low, high, _, _ = activation_range(q)
-        lo, hi = self.const(low), self.const(high)
-        fq = self.ops.fake_quantize(x, lo, hi, lo, hi, ACT_LEVELS)
-        fq.set_friendly_name(self.names[q])
-        return fq
-
-    def weights(self, layer: nn.Module):
-        """int8 constant -> Convert -> Multiply by the per-channel scale: OpenVINO's compressed
-        int8 weights, which the CPU plugin reads as int8 as they are (no FakeQuantize rounding)."""
-        codes, scale, bias = int8_weights(layer)
-        shape = (-1,) + (1,) * (codes.ndim - 1)
-        weight = self.ops.multiply(self.ops.convert(self.const(codes, np.int8), "f32"), self.const(scale.reshape(shape)))
-        return weight, bias
-
-    def conv(self, x, layer):
-        conv = layer.conv
-        if conv.groups != 1:
-            raise NotImplementedError("grouped convolutions")
-        weight, bias = self.weights(layer)
-        pad = list(conv.padding)
-        y = self.ops.convolution(x, weight, list(conv.stride), pad, pad, list(conv.dilation))
-        if bias is not None:
-            y = self.ops.add(y, self.const(bias.reshape(1, -1, 1, 1)))
-        if layer.relu:
-            y = self.ops.relu(y)
-        return self.fake_quantize(y, layer.out)
-
-    def shortcut(self, x, shortcut):
-        if isinstance(shortcut, nn.Identity):
-            return x
-        if isinstance(shortcut, PadShortcut):
-            s = shortcut.stride
-            x = self.ops.strided_slice(x, self.const([0, 0, 0, 0], np.int64), self.const([0, 0, 0, 0], np.int64),
-                                       self.const([1, 1, s, s], np.int64), [1, 1, 1, 1], [1, 1, 1, 1])
-            return self.ops.pad(x, self.const([0, shortcut.before, 0, 0], np.int64),
-                                self.const([0, shortcut.after, 0, 0], np.int64), "constant", self.const(0.0))
-        return self.conv(x, shortcut)
-
-    def max_pool(self, x, pool: nn.Module):
-        if isinstance(pool, nn.Identity):
-            return x
-        pair = lambda v: list(v) if isinstance(v, (tuple, list)) else [v, v]  # noqa: E731
-        return self.ops.max_pool(x, pair(pool.stride), pair(pool.dilation), pair(pool.padding), pair(pool.padding),
-                                 pair(pool.kernel_size), "ceil" if pool.ceil_mode else "floor").output(0)
-
-
-def to_openvino(qat: tflite.QatResNet, input_shape: tuple[int, ...]):
-    """The simulator as an ``openvino.Model``: every activation quantizer a FakeQuantize with the
-    nudged range (256 levels), weights int8 per output channel, biases float."""
-    import openvino as ov
-
-    _check(qat)
-    b = _Builder({q: name for name, q in qat.quantizers().items()})
-    ops = b.ops
-    image = ops.parameter(list(input_shape), np.float32, name="input")
-    x = b.fake_quantize(image, qat.input)
-    for layer in _stem(qat):
-        x = b.conv(x, layer)
-    x = b.max_pool(x, qat.maxpool)
-    for block in qat.blocks:
-        y = x
-        for layer in block.path:
-            y = b.conv(y, layer)
-        x = b.fake_quantize(ops.relu(ops.add(y, b.shortcut(x, block.shortcut))), block.out)
-    height, width = x.get_output_partial_shape(0)[2:].to_shape()
-    x = ops.reduce_mean(x, b.const([2, 3], np.int64), keep_dims=False)
-    if height * width != 1:  # over a 1x1 map the simulator's mean does not round (see tflite._global_mean)
-        x = b.fake_quantize(x, qat.pool)
-    weight, bias = b.weights(qat.head)
-    logits = b.fake_quantize(ops.add(ops.matmul(x, weight, False, True), b.const(bias)), qat.head.out)
-    logits.output(0).set_names({"output"})
-    image.output(0).set_names({"input"})
-    return ov.Model([logits], [image], "edgeresnet-int8")
+from .fake import ACT_MAX, ActivationQuantizer, weight_scale
+from .openvino_ir import ACT_LEVELS, activation_range, check_covered, stem_layers
 
 
 # -- the CPU plugin's arithmetic -----------------------------------------------------------
@@ -357,12 +203,41 @@ def _shortcut(x: _Codes, shortcut: nn.Module) -> _Codes:
     return _conv(x, shortcut)
 
 
-def _mean(x: _Codes, q: ActivationQuantizer) -> _Codes:
+def _mean(x: _Codes, q: ActivationQuantizer, keepdim: bool = False) -> _Codes:
     """ReduceMean on the u8 codes (float sum / count), its input's dequantization and the
     pool's FakeQuantize fused into it."""
-    mean = x.codes.sum(dim=(2, 3)) / float(x.codes.shape[2] * x.codes.shape[3])
+    mean = x.codes.sum(dim=(2, 3), keepdim=keepdim) / float(x.codes.shape[2] * x.codes.shape[3])
     real = mean * _t(x.scale) if x.zero_point == 0 else (mean - x.zero_point) * _t(x.scale)
     return _Codes(_quantize(real, _FQ.of(q)), q)
+
+
+def _dequantize(x: _Codes) -> Tensor:
+    return (x.codes - x.zero_point) * _t(x.scale)
+
+
+def _squeeze_excite(x: _Codes, se) -> _Codes:
+    """A squeeze-and-excitation gate on the path's u8 codes (measured against the plugin's
+    runtime graph): ReduceMean with the pool's FakeQuantize; the two 1x1 convs in int8 as any
+    conv, the second one's post-ops its FakeQuantize (which rounds here, unlike one before a
+    sum), Sigmoid and the gate's FakeQuantize; then a Multiply of the two dequantized inputs
+    with its FakeQuantize (one fused subgraph)."""
+    pooled = x if x.codes.shape[2] * x.codes.shape[3] == 1 else _mean(x, se.pool, keepdim=True)
+    logits = _conv(_conv(pooled, se.fc1), se.fc2)
+    gate = _Codes(_quantize(torch.sigmoid(_dequantize(logits)), _FQ.of(se.gate)), se.gate)
+    return _Codes(_quantize(_dequantize(x) * _dequantize(gate), _FQ.of(se.out)), se.out)
+
+
+def _gated_block_end(gated: _Codes, block, block_input: _Codes) -> _Codes:
+    """The residual add after a gate. A projection shortcut's conv takes the add as its sum
+    post-op (the gate's codes summed as they are, the projection's FakeQuantize only
+    cropping: ``_sum_post_op`` with the roles of the two branches swapped); with any other
+    shortcut the add, ReLU and the block's FakeQuantize join the Multiply's subgraph, on the
+    dequantized values."""
+    if isinstance(block.shortcut, tflite.QuantConvBn):
+        projection = block.shortcut
+        return _sum_post_op(_conv_output(block_input, projection), projection.out, gated, block.out, relu=True)
+    v = _dequantize(gated) + _dequantize(_shortcut(block_input, block.shortcut))
+    return _Codes(_quantize(torch.relu(v), _FQ.of(block.out)), block.out)
 
 
 def _head(x: _Codes, head) -> Tensor:
@@ -388,13 +263,13 @@ class CpuSimulator(nn.Module):
 
     def __init__(self, qat: tflite.QatResNet):
         super().__init__()
-        _check(qat)
+        check_covered(qat)
         self.qat = qat
 
     def forward(self, x: Tensor) -> Tensor:
         qat = self.qat
         a = _Codes(_quantize(x, _FQ.of(qat.input)), qat.input)
-        for layer in _stem(qat):
+        for layer in stem_layers(qat):
             a = _conv(a, layer)
         if not isinstance(qat.maxpool, nn.Identity):  # max commutes with the monotonic codes
             a = _Codes(qat.maxpool(a.codes), a.q)
@@ -403,8 +278,10 @@ class CpuSimulator(nn.Module):
             for layer in block.path[:-1]:
                 y = _conv(y, layer)
             last = block.path[-1]
-            shortcut = _shortcut(a, block.shortcut)
-            a = _sum_post_op(_conv_output(y, last), last.out, shortcut, block.out, relu=True)
+            if isinstance(getattr(block, "attention", None), tflite.QuantSqueezeExcite):
+                a = _gated_block_end(_squeeze_excite(_conv(y, last), block.attention), block, a)
+            else:
+                a = _sum_post_op(_conv_output(y, last), last.out, _shortcut(a, block.shortcut), block.out, relu=True)
         if a.codes.shape[2] * a.codes.shape[3] == 1:  # no FakeQuantize after a mean over 1x1
             a = _Codes(a.codes.flatten(1), a.q)
         else:

@@ -41,7 +41,7 @@ def quantize_post_training(net: nn.Module, batches: list[Tensor], *, ranges: Ran
                            prepare_simulator=prepare) -> nn.Module:
     """The simulator of ``net`` (not modified) with ranges, weights and biases chosen on ``batches``
     (normalised NCHW float tensors), batch norm frozen and folded: ready to export.
-    ``prepare_simulator`` builds it (a runtime may constrain it: ``openvino_cpu.prepare``)."""
+    ``prepare_simulator`` builds it (a runtime may constrain it: ``openvino_ir.prepare``)."""
     qat = prepare_simulator(net)
     freeze_batch_norm(qat)
     qat.eval()

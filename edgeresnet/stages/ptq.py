@@ -6,8 +6,9 @@
 ``calibrate`` chooses which images, how many, seeded and recorded. ``ptq`` returns, for one
 runtime, a Model whose ``module`` simulates that runtime's int8 arithmetic (as the qat stage's
 does, without training): tflite for every layout the TFLite simulator knows, openvino for the
-zoo's layouts (``quantization/openvino_cpu.py``). The exporter puts its ranges and weights into
-the file and checks the file against the simulator. How the ranges and biases are chosen:
+layouts ``quantization/openvino_ir.knows`` (the zoo's, and others of their ops and SE gates).
+The exporter puts its ranges and weights into the file and checks the file against the
+simulator. How the ranges and biases are chosen:
 ``quantization/ptq.py``.
 """
 
@@ -65,11 +66,11 @@ def calibrate(model: Model, data: ImageDataset, config: PtqConfig = PtqConfig())
 
 def supports(model: Model, scheme: str) -> bool:
     """Whether ptq can simulate ``scheme``'s int8 arithmetic for this model's layout."""
-    from ..quantization import openvino_cpu, tflite
+    from ..quantization import openvino_ir, tflite
 
     if scheme == "tflite":
         return tflite.knows(model.module)
-    return scheme == "openvino" and openvino_cpu.knows(model.module)
+    return scheme == "openvino" and openvino_ir.knows(model.module)
 
 
 @torch.no_grad()
@@ -83,16 +84,16 @@ def ptq(model: Model, pixels: np.ndarray, scheme: Scheme, config: PtqConfig = Pt
         tflite_model = ptq(model, calibration.pixels, "tflite")
         export(tflite_model, parse_targets("tflite-int8"), Path("out"), samples=..., calibration=calibration.pixels)
     """
-    from ..quantization import openvino_cpu, tflite
+    from ..quantization import openvino_cpu, openvino_ir, tflite
     from ..quantization.ptq import quantize_post_training
 
     batches = list(torch.from_numpy(normalize(pixels, model.preprocess)).split(config.batch_size))
-    # OpenVINO's CPU kernels without VNNI sum pairs of u8 x i8 products in int16: the first
-    # conv, on raw image codes, would overflow with full 8-bit weights (7 bits, as NNCF does).
+    # OpenVINO's CPU kernels without VNNI sum pairs of u8 x i8 products in int16: a conv reading
+    # signed codes (the image, a gate's pooled path) would overflow with full 8-bit weights.
     simulated = quantize_post_training(model.module, batches, ranges=config.ranges, percentile=config.percentile,
                                        bias_correction=config.bias_correction, rounding=config.rounding,
                                        rounding_iterations=config.rounding_iterations,
-                                       prepare_simulator=openvino_cpu.prepare if scheme == "openvino" else tflite.prepare)
+                                       prepare_simulator=openvino_ir.prepare if scheme == "openvino" else tflite.prepare)
     float_module = tflite.fold(simulated, model.module)
     module = openvino_cpu.cpu_simulator(simulated) if scheme == "openvino" else simulated
     return model.replace(module=module, qat=QatState(scheme, float_module))
