@@ -10,7 +10,7 @@ model (from the paired-ptq-<model>.json files paired_accuracy.py wrote), which t
 edgeresnet's files to match.
 
     .venv/bin/python benchmarks/ptq_settings.py [--models resnet20,resnet56-4bfd9763] [--schemes tflite,openvino]
-        [--seeds 0] [--adaround]
+        [--seeds 0] [--settings 0,1,2,3] [--adaround]
 
 Writes benchmarks/results/ptq-settings.json; benchmarks/tables.py renders it.
 """
@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--models", default="resnet20,resnet56-4bfd9763")
     parser.add_argument("--schemes", default="tflite,openvino")
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--settings", default=None,
+                        help="comma-separated indices into SETTINGS (default: all; empty: none, e.g. with --adaround)")
     parser.add_argument("--adaround", action="store_true", help="also rounding: adaround (minutes per model)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "ptq-settings.json")
     args = parser.parse_args()
@@ -67,7 +69,8 @@ def main() -> None:
     torch.set_num_threads(2)
     data = args.shared / "datasets" / "cifar10-jpeg"
     test, train = open_dataset(data / "test.zip"), open_dataset(data / "train.zip")
-    settings = SETTINGS + ([{"ranges": "minmax", "bias_correction": True, "rounding": "adaround"}]
+    chosen = SETTINGS if args.settings is None else [SETTINGS[int(i)] for i in args.settings.split(",") if i]
+    settings = chosen + ([{"ranges": "minmax", "bias_correction": True, "rounding": "adaround"}]
                            if args.adaround else [])
     # Rows of other models and settings are kept (rows from before runtimes were compared are not).
     rows = [r for r in json.loads(args.out.read_text())["rows"] if "scheme" in r] if args.out.exists() else []

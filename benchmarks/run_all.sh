@@ -27,7 +27,8 @@ $PY benchmarks/foreign_models.py --width 8 --epochs 2
 $PY benchmarks/paired_accuracy.py --models resnet20,resnet56,resnet20-12fca82f,resnet56-4bfd9763 --recipes ptq-int8 \
     --out 'benchmarks/results/paired-ptq-{model}.json'
 $PY benchmarks/ptq_fidelity.py
-$PY benchmarks/ptq_settings.py
+$PY benchmarks/ptq_settings.py --adaround
+$PY benchmarks/ptq_time.py
 $PY benchmarks/tflite_exact_fidelity.py
 $PY benchmarks/openvino_cpu_fidelity.py
 $PY benchmarks/openvino_cpu_fidelity.py --max-isa AVX2

@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,13 @@ def main() -> None:
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "seconds_per_step"}), file=sys.stderr)
     out = HERE / "results" / "scaling.json"
+    # A run of some --models replaces their rows and keeps the others' (same host, say the rows' dates).
+    earlier = json.loads(out.read_text())["rows"] if out.exists() else []
+    for row in rows:
+        row["date"] = time.strftime("%Y-%m-%d")
+    kept = [r for r in earlier if r["model"] not in {row["model"] for row in rows}]
+    order = {m: i for i, m in enumerate(("resnet18", "resnet50", "resnet101"))}
+    rows = sorted(kept + rows, key=lambda r: order.get(r["model"], len(order)))
     out.write_text(json.dumps({"images": IMAGES, "targets": list(TARGETS), "rows": rows, "host": host()}, indent=2)
                    + "\n")
 
@@ -77,7 +85,8 @@ def main() -> None:
 # Where compress spends its time: cumulative seconds of these functions under cProfile
 # (a converter's child process counts in the call that waits for it).
 STEPS = {
-    "evaluate fp32": "record_input", "calibrate": "calibrate", "onnx export": "export_onnx",
+    "evaluate fp32": "record_input", "calibrate": "calibrate", "ptq (int8 parameters)": "quantize_post_training",
+    "onnx export": "export_onnx",
     "openvino convert": "export_openvino", "coreml convert": "export_coreml", "coreml w8a8 calibrate": "quantize_w8a8",
     "tflite convert": "export_tflite", "verify files": "_verify", "evaluate files": "_artifact_row",
 }

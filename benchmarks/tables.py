@@ -81,15 +81,15 @@ def scaling() -> str:
     data = json.loads((RESULTS / "scaling.json").read_text())
     # Core ML packages run only on macOS: no latency here, no column.
     targets = [t for t in data["targets"] if any(t in row["p50_ms"] for row in data["rows"])]
-    lines = ["| model | MACs (G) | compress s | peak MB | raw vendor steps s | ratio | slowest step | "
+    lines = ["| model | measured | MACs (G) | compress s | peak MB | raw vendor steps s | ratio | slowest step | "
              + " | ".join(f"{t} p50 ms" for t in targets) + " |",
-             "| --- " * (7 + len(targets)) + "|"]
+             "| --- " * (8 + len(targets)) + "|"]
     for row in data["rows"]:
         slowest, seconds = max(row["seconds_per_step"].items(), key=lambda item: item[1])
         raw = row.get("raw_seconds")
         raw_cells = f"{raw:.0f} | {row['seconds'] / raw:.2f}x" if raw else "- | -"
         lines.append(
-            f"| {row['model']} | {row['gmacs']:.2f} | {row['seconds']:.0f} | {row['peak_rss_mb']:.0f} | {raw_cells} "
+            f"| {row['model']} | {row.get('date', '2026-12-02')} | {row['gmacs']:.2f} | {row['seconds']:.0f} | {row['peak_rss_mb']:.0f} | {raw_cells} "
             f"| {slowest} ({seconds:.0f} s) | "
             + " | ".join(f"{row['p50_ms'][t]:.2f}" if t in row["p50_ms"] else "-" for t in targets) + " |")
     return "\n".join(lines) + "\n\n" + _host(data)
@@ -144,6 +144,7 @@ TABLES = {
        for model in ("resnet20", "resnet56", "resnet20-12fca82f", "resnet56-4bfd9763")},
     "ptq-fidelity": lambda: _script("ptq_fidelity").table(),
     "ptq-settings": lambda: _script("ptq_settings").table(),
+    "ptq-time": lambda: _script("ptq_time").table(),
     "tflite-exact-fidelity": lambda: _script("tflite_exact_fidelity").table(),
     "openvino-cpu-fidelity": lambda: _script("openvino_cpu_fidelity").table(),
     "scaling": scaling,
