@@ -146,8 +146,16 @@ def bench_table(report):
 
     data = (f"{report.data['samples']} {'' if report.data.get('labelled', True) else 'unlabelled '}images"
             if report.data else "no data")
-    table = Table(title=f"{report.source} on {report.device} ({report.host['cpu']}, "
-                        f"{report.config.threads} threads, batch {report.config.batch}, {data})")
+    from .runner.host import int8_speed_notes
+
+    host = report.host
+    isa = ", ".join(host.get("isa") or []) or "not recorded"
+    p50 = {row.target: row.latency["p50_ms"] for row in report.results if row.status == "ok" and row.latency}
+    table = Table(title=f"{report.source} on {report.device} ({host['cpu']}"
+                        f"{', ' + host['board'] if host.get('board') else ''}, {report.config.threads} threads, "
+                        f"batch {report.config.batch}, {data})",
+                  caption="\n".join([f"CPU features for int8: {isa}", *int8_speed_notes(p50, host)]),
+                  caption_justify="left")
     for column in ("target", "size", "load", "first", "p50", "p99", "img/s", "peak RSS", "+load", "top-1", "delta",
                    "agree"):
         table.add_column(column, justify="left" if column == "target" else "right")

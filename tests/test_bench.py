@@ -51,7 +51,8 @@ def test_bench_reports_latency_memory_and_the_accuracy_export_measured(run_dir, 
         assert row.accuracy.delta_top1 == pytest.approx(exported[target].delta_top1, abs=1e-3)
         assert row.accuracy.agreement == pytest.approx(exported[target].agreement)
         assert row.accuracy.baseline_top1 == pytest.approx(exported["pytorch-fp32"].top1)
-    assert "tflite-int8" in run_cli("bench", out, "--runs", "5", "--limit", "20").stdout  # the table
+    table = run_cli("bench", out, "--runs", "5", "--limit", "20").stdout
+    assert "tflite-int8" in table and "CPU features for int8: " in table  # the table, and the host's ISA below it
 
 
 def test_bench_one_artifact_with_batch_and_without_data(run_dir, tmp_path):
