@@ -23,9 +23,19 @@ arch_option = click.option("--arch", help="Architecture name (e.g. resnet56); ov
 trust_option = click.option("--trust-checkpoint", is_flag=True,
                             help="Allow a checkpoint that needs full unpickling (it can run code: only for files you trust).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-data_option = click.option("--data", type=click.Path(path_type=Path),
+
+
+def _data_path(ctx, param, value: Path | None) -> Path | None:
+    """A data path as given; ``samples`` names the embedded sample images (data.resolve_data_path)."""
+    from .data import resolve_data_path
+
+    return None if value is None else resolve_data_path(value)
+
+
+data_option = click.option("--data", type=click.Path(path_type=Path), callback=_data_path,
                            help="Evaluation images: ImageFolder directory (root/<class>/<image>), .zip of one, or .npz; "
-                                "unlabelled: loose images (root/<image>) or an .npz of images alone.")
+                                "unlabelled: loose images (root/<image>) or an .npz of images alone; "
+                                "`samples`: the 300 CIFAR-10 images edgeresnet embeds.")
 limit_option = click.option("--limit", type=click.IntRange(min=1), help="Evaluate a seeded random subset of this many images.")
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsets and calibration.")
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="CPU threads for inference.")
@@ -213,7 +223,7 @@ def _print_json(payload) -> None:
 run_options = _stack(
     model_argument,
     data_option,
-    click.option("--train-data", type=click.Path(path_type=Path), help="Training images: what training stages learn on, pruning ranks channels on and int8 calibrates on (default for calibration: --data); calibration and distill with alpha 1 take unlabelled images."),
+    click.option("--train-data", type=click.Path(path_type=Path), callback=_data_path, help="Training images: what training stages learn on, pruning ranks channels on and int8 calibrates on (default for calibration: --data); calibration and distill with alpha 1 take unlabelled images."),
     click.option("--target", "targets", multiple=True,
                  help="Export target, repeatable or comma-separated (see `edgeresnet targets`)."),
     click.option("--out", type=click.Path(path_type=Path), help="Run directory (default: runs/<arch>-<time>)."),
@@ -390,7 +400,7 @@ pruning_options = _stack(
 @main.command("prune")
 @model_argument
 @data_option
-@click.option("--train-data", type=click.Path(path_type=Path),
+@click.option("--train-data", type=click.Path(path_type=Path), callback=_data_path,
               help="Images for Taylor importance and batch-norm recalibration (default: --data).")
 @pruning_options
 @click.option("--out", type=click.Path(path_type=Path), help="Directory for the pruned model (default: runs/<arch>-pruned-<time>).")

@@ -159,10 +159,25 @@ class ImageDataset:
 # --------------------------------------------------------------------------- opening
 
 
+SAMPLES = "samples"  # `--data samples`, on every command: the embedded demo images (edgeresnet/assets)
+
+
+def resolve_data_path(path: str | os.PathLike) -> Path:
+    """``path``; the name ``samples``, where no file or folder of that name exists, is the 300
+    CIFAR-10 test images the package embeds (what the demo runs on, also on a device)."""
+    path = Path(path)
+    if str(path) == SAMPLES and not path.exists():
+        from .assets import DEMO_DATA
+
+        return DEMO_DATA
+    return path
+
+
 def open_dataset(path: str | os.PathLike) -> ImageDataset:
     """Open an ImageFolder directory, a .zip of one, or an .npz of images and labels; or, without
-    labels, a directory or .zip of loose images, or an .npz of images alone (see ``labelled``)."""
-    path = Path(path)
+    labels, a directory or .zip of loose images, or an .npz of images alone (see ``labelled``);
+    ``samples``: the embedded sample images."""
+    path = resolve_data_path(path)
     if not path.exists():
         raise DataError(f"data set {path} does not exist", f"check the path; {LAYOUT_HINT}")
     if path.is_dir():

@@ -365,3 +365,14 @@ def test_imports_need_neither_torch_nor_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_samples_names_the_embedded_images_unless_a_path_of_that_name_exists(tmp_path, monkeypatch):
+    from edgeresnet.assets import DEMO_DATA
+    from edgeresnet.data import resolve_data_path
+
+    monkeypatch.chdir(tmp_path)
+    samples = open_dataset("samples")
+    assert len(samples) == 300 and samples.fingerprint() == open_dataset(DEMO_DATA).fingerprint()
+    (tmp_path / "samples").mkdir()  # a folder the user named so wins
+    assert resolve_data_path("samples") == Path("samples")
