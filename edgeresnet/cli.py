@@ -571,6 +571,10 @@ def bench_command(path, data, threads, runs, warmup, batch, device, limit, seed,
         else:
             report = bench(path, open_dataset(data_path) if data_path else None, config, progress=log)
     _emit_bench(report, output, as_json)
+    failed = [row.target for row in report.results if row.status == "failed"]
+    if failed:  # the others were measured and written: a partial result, exit code 3 as a failed guard
+        fail(f"{len(failed)} of {len(report.results)} files could not be measured ({', '.join(failed)}): "
+             "the table says why; the others were measured", code=3)
 
 
 def _bench_config(**values):

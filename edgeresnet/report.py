@@ -161,7 +161,7 @@ def bench_table(report):
         table.add_column(column, justify="left" if column == "target" else "right")
     for row in report.results:
         if row.status != "ok":
-            table.add_row(row.target, human_size(row.size_bytes), f"skipped: {row.note}")
+            table.add_row(row.target, human_size(row.size_bytes), f"{row.status}: {row.note}")
             continue
         accuracy, memory = row.accuracy, row.memory
         table.add_row(

@@ -35,7 +35,7 @@ def test_bench_reports_latency_memory_and_the_accuracy_export_measured(run_dir, 
     assert result.returncode == 0, result.stderr[-2000:]
     report = BenchReport.model_validate_json(result.stdout)
     assert json.loads((tmp_path / "bench.json").read_text()) == json.loads(result.stdout)
-    assert report.schema_version == 1 and report.device == "local" and report.config.threads == 2
+    assert report.schema_version == 2 and report.device == "local" and report.config.threads == 2
     assert report.data["samples"] == 300  # the run's own data, found through its report.json
     rows = {row.target: row for row in report.results}
     assert rows["coreml-fp16"].status == "skipped" and "macOS" in rows["coreml-fp16"].note
@@ -135,3 +135,23 @@ def test_a_run_on_a_subset_is_benchmarked_on_the_same_subset(tmp_path):
     (row,) = BenchReport.model_validate_json(result.stdout).results
     assert row.accuracy.samples == 60
     assert row.accuracy.top1 == pytest.approx(report.results[1].top1) and row.accuracy.delta_top1 is not None
+
+
+def test_a_runtime_that_fails_fails_its_row_and_the_others_are_measured(run_dir, tmp_path):
+    """A device without OpenVINO, benchmarking the whole run: the OpenVINO row says why, exit code 3."""
+    out, _ = run_dir
+    hidden = tmp_path / "no-openvino"
+    (hidden / "openvino").mkdir(parents=True)
+    (hidden / "openvino" / "__init__.py").write_text("raise ImportError('openvino is not installed')\n")
+    done = subprocess.run([sys.executable, "-m", "edgeresnet", "bench", str(out), "--runs", "2", "--limit", "20",
+                           "--json", "--output", str(tmp_path / "bench.json")],
+                          capture_output=True, text=True, env={"PYTHONPATH": str(hidden), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: 1 of 4 files could not be measured (openvino-int8)")
+    report = BenchReport.model_validate_json(done.stdout)
+    assert report.schema_version == 2
+    rows = {row.target: row for row in report.results}
+    assert rows["openvino-int8"].status == "failed" and "OpenVINO is not installed" in rows["openvino-int8"].note
+    assert rows["tflite-int8"].status == "ok" and rows["onnx"].status == "ok" and rows["tflite-int8"].latency
+    assert json.loads((tmp_path / "bench.json").read_text()) == json.loads(done.stdout)

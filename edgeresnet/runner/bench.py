@@ -28,7 +28,7 @@ from ..manifest import MANIFEST_NAME, Manifest, check_artifact, read_manifest
 from ..preprocess import Preprocess
 from .host import host_info
 
-BENCH_SCHEMA_VERSION = 1
+BENCH_SCHEMA_VERSION = 2  # 2: a row whose runtime failed is status "failed", with the reason in note
 REFERENCE_NAME = "reference-predictions.npz"  # written by compress beside the run's artifacts
 
 # The package whose version each runtime reports; Core ML is coremltools' on macOS.
@@ -77,8 +77,8 @@ class TargetBench(BaseModel):
     precision: str
     image_input: bool
     size_bytes: int
-    status: Literal["ok", "skipped"]
-    note: str | None = None  # why it was skipped
+    status: Literal["ok", "skipped", "failed"]
+    note: str | None = None  # why it was skipped, or why its runtime failed
     runtime_version: str | None = None
     load_ms: float | None = None
     first_inference_ms: float | None = None
@@ -189,8 +189,16 @@ def bench(path: Path, data: ImageDataset | None = None, config: BenchConfig = Be
             if manifest.failed:  # measured all the same: the user asked for it, and may be looking into why
                 progress(f"warning: {manifest.target} failed its run's accuracy guard ({manifest.failed})")
             progress(f"benchmarking {manifest.target}")
-            measured = _measure_in_child(manifest, directory, spec, *prepared[key], config, Path(tmp))
+            try:
+                measured = _measure_in_child(manifest, directory, spec, *prepared[key], config, Path(tmp))
+            except EdgeResNetError as error:  # one runtime that cannot load or crashes fails its row only
+                progress(f"warning: {error.one_line()}")
+                results.append(_skipped(manifest, error.one_line().removeprefix(f"{manifest.target}: "), "failed"))
+                continue
             results.append(_result(manifest, directory, measured, sample, config))
+    failed = [row for row in results if row.status == "failed"]
+    if failed and not any(row.status == "ok" for row in results):  # nothing measured: an error, not a report
+        raise EdgeResNetError(f"{failed[0].target}: {failed[0].note}")
     return BenchReport(
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), device=device_label, source=str(path),
         host=host_info(config.threads), config=config,
@@ -281,10 +289,10 @@ def _result(manifest: Manifest, directory: Path, measured: dict, sample: ImageDa
     )
 
 
-def _skipped(manifest: Manifest, why: str) -> TargetBench:
+def _skipped(manifest: Manifest, why: str, status: Literal["skipped", "failed"] = "skipped") -> TargetBench:
     return TargetBench(target=manifest.target, file=manifest.file, runtime=manifest.runtime,
                        precision=manifest.precision, image_input=manifest.image_input,
-                       size_bytes=manifest.size_bytes, status="skipped", note=why)
+                       size_bytes=manifest.size_bytes, status=status, note=why)
 
 
 def _reference_predictions(run_dir: Path, fingerprint: str) -> np.ndarray | None:

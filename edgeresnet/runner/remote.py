@@ -63,7 +63,8 @@ def remote_bench(path: Path, data: Path | None, config: BenchConfig, device: SSH
             with open(bundle, "rb") as stream:
                 _ssh(device, f"tar -xzf - -C {shlex.quote(workdir)}", stdin=stream)
             log(f"{device.destination}: benchmarking in {workdir}")
-            output = _ssh(device, _bench_command(device, workdir, data, config), stream_stderr=True)
+            # Exit status 3: some files failed and the others were measured; the JSON says which.
+            output = _ssh(device, _bench_command(device, workdir, data, config), stream_stderr=True, ok_codes=(0, 3))
         finally:
             if device.keep:
                 log(f"{device.destination}: kept {workdir}")
@@ -174,8 +175,9 @@ def _refuse_host_key(destination: str, stderr: str):
                           "unseen", f"connect once with `ssh {destination}` and check the fingerprint it shows")
 
 
-def _ssh(device: SSHDevice, remote: str, *, stdin=None, stream_stderr: bool = False) -> str:
-    """Run `remote` on the device; its stdout. Failures become one line naming the device."""
+def _ssh(device: SSHDevice, remote: str, *, stdin=None, stream_stderr: bool = False, ok_codes=(0,)) -> str:
+    """Run `remote` on the device; its stdout. Failures (an exit status not in ``ok_codes``)
+    become one line naming the device."""
     try:
         done = subprocess.run(device.command(remote), stdin=stdin if stdin is not None else subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -190,7 +192,7 @@ def _ssh(device: SSHDevice, remote: str, *, stdin=None, stream_stderr: bool = Fa
         reason = stderr.strip().splitlines()[-1] if stderr.strip() else "no reason given"
         raise EdgeResNetError(f"cannot reach {device.destination} over ssh: {reason}",
                               f"check that `ssh {device.destination} true` works without a password prompt")
-    if done.returncode != 0:
+    if done.returncode not in ok_codes:
         errors = [line[len("error: "):] for line in stderr.splitlines() if line.startswith("error: ")]
         reason = errors[-1] if errors else (stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         raise EdgeResNetError(f"on {device.destination}: {reason}")
