@@ -606,19 +606,24 @@ def _emit_bench(report, output, as_json) -> None:
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("comparison"), show_default=True,
               help="Directory for comparison.md, comparison.html and the PNG plots.")
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="The accuracy budget (top-1 points below FP32) within which each device's fastest file is named.")
 @json_option
-def report_command(runs, out, as_json):
-    """Compare RUNS (run directories, benchmarked on one or more devices) in one table and three plots."""
-    from .comparison import load_rows, markdown, write_comparison
+def report_command(runs, out, max_accuracy_drop, as_json):
+    """Compare RUNS (run directories, benchmarked on one or more devices) in one table and three plots,
+    and name per device the fastest file within the accuracy budget."""
+    from .comparison import load_hosts, load_rows, markdown, verdicts, write_comparison
 
     rows = load_rows(list(runs))
-    written = write_comparison(list(runs), rows, out)
+    notes = verdicts(rows, load_hosts(list(runs)), max_accuracy_drop)
+    written = write_comparison(list(runs), rows, out, notes)
     for path in written:
         log(f"wrote {path}")
     if as_json:
-        _print_json({"files": [str(p) for p in written], "rows": [vars(r) | {"samples_ms": None} for r in rows]})
+        _print_json({"files": [str(p) for p in written], "rows": [vars(r) | {"samples_ms": None} for r in rows],
+                     "per_device": notes})
     else:
-        click.echo(markdown(rows), nl=False)
+        click.echo(markdown(rows) + "".join(f"\n{note}" for note in notes) + ("\n" if notes else ""), nl=False)
 
 
 @main.command("models")

@@ -57,6 +57,43 @@ def load_rows(run_dirs: list[Path]) -> list[Row]:
     return rows
 
 
+def load_hosts(run_dirs: list[Path]) -> dict[tuple[str, str], dict]:
+    """The host block of each (run, device) that ``load_rows`` reads: what a device's verdict needs."""
+    hosts = {}
+    for run_dir in map(Path, run_dirs):
+        benches = sorted(run_dir.glob("bench-*.json"))
+        for path in benches:
+            report = _read_json(path)
+            hosts[(run_dir.name, report["device"])] = report.get("host") or {}
+        if not benches and (run_dir / "report.json").is_file():
+            hosts[(run_dir.name, "export host")] = _read_json(run_dir / "report.json").get("host") or {}
+    return hosts
+
+
+def verdicts(rows: list[Row], hosts: dict[tuple[str, str], dict], max_drop: float = 1.0) -> list[str]:
+    """Per device, the fastest file whose top-1 is within ``max_drop`` points of its FP32 baseline;
+    per run and device, each int8 file not faster than its runtime's fp32 file there, and why."""
+    from .runner.host import int8_speed_notes
+
+    lines = []
+    for device in sorted({row.device for row in rows}):
+        files = [r for r in rows if r.device == device and r.p50_ms is not None and not r.target.startswith("pytorch")]
+        within = [r for r in files if r.delta_top1 is not None and r.delta_top1 >= -max_drop]
+        if within:
+            best = min(within, key=lambda r: r.p50_ms)
+            lines.append(f"{device}: fastest within {max_drop:g} point(s) of FP32: {best.target} of {best.run} "
+                         f"({best.p50_ms:.3f} ms p50, {best.delta_top1:+.2f} top-1)")
+        elif any(r.delta_top1 is not None for r in files):
+            lines.append(f"{device}: every file lost more than {max_drop:g} point(s) of top-1 against FP32")
+        elif files:
+            lines.append(f"{device}: no file has a top-1 delta against FP32 here (unlabelled data, or images other "
+                         "than its run's): no accuracy budget to judge")
+    for (run, device), host in sorted(hosts.items()):
+        p50 = {r.target: r.p50_ms for r in rows if r.run == run and r.device == device and r.p50_ms is not None}
+        lines += [f"{run} / {device}: {note}" for note in int8_speed_notes(p50, host)]
+    return lines
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -110,11 +147,13 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_html(rows: list[Row], title: str) -> str:
+def to_html(rows: list[Row], title: str, notes: list[str] = ()) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(row)) + "</tr>"
                    for row in sorted(rows, key=_order))
     images = "".join(f'<p><img src="{name}" alt="{name}"></p>' for name in PLOTS)
+    if notes:
+        images = "<h2>Per device</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>" + images
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:nth-child(-n+3){text-align:left}</style>"
@@ -181,13 +220,14 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def write_comparison(run_dirs: list[Path], rows: list[Row], out: Path) -> list[Path]:
-    """Write the tables and plots of `rows` (load_rows(run_dirs)) into `out`."""
+def write_comparison(run_dirs: list[Path], rows: list[Row], out: Path, notes: list[str] = ()) -> list[Path]:
+    """Write the tables and plots of `rows` (load_rows(run_dirs)), and `notes` (``verdicts``), into `out`."""
     if not rows:
         raise EdgeResNetError("no measured results in " + ", ".join(map(str, run_dirs)),
                               "benchmark the runs with `edgeresnet bench` first")
     out.mkdir(parents=True, exist_ok=True)
     title = "edgeresnet: " + ", ".join(Path(d).name for d in run_dirs)
-    (out / "comparison.md").write_text(f"# {title}\n\n" + markdown(rows))
-    (out / "comparison.html").write_text(to_html(rows, title))
+    listed = "".join(f"- {note}\n" for note in notes)
+    (out / "comparison.md").write_text(f"# {title}\n\n" + markdown(rows) + (f"\n## Per device\n\n{listed}" if notes else ""))
+    (out / "comparison.html").write_text(to_html(rows, title, notes))
     return [out / "comparison.md", out / "comparison.html", *plots(rows, out)]

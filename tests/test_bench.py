@@ -109,7 +109,7 @@ def test_report_compares_two_benchmarked_runs(run_dir, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     for copy in (first, second):
         shutil.copytree(out, copy)
-        assert run_cli("bench", copy, "--runs", "20", "--limit", "50").returncode == 0
+        assert run_cli("bench", copy, "--runs", "20").returncode == 0  # the run's own images: deltas measured
         assert (copy / "bench-local.json").is_file()  # written beside the run, for report
     result = run_cli("report", first, second, "--out", tmp_path / "comparison")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -118,6 +118,9 @@ def test_report_compares_two_benchmarked_runs(run_dir, tmp_path):
         for target in ("tflite-int8", "openvino-int8", "onnx"):
             assert f"| {run} | local | {target} |" in table
     assert result.stdout.count("| local |") == 6  # the same table on stdout
+    # Per device, the fastest file within the accuracy budget (1 point by default), also in the files.
+    assert "local: fastest within 1 point(s) of FP32: " in result.stdout
+    assert "local: fastest within" in table and "local: fastest within" in (tmp_path / "comparison" / "comparison.html").read_text()
     assert "<table>" in (tmp_path / "comparison" / "comparison.html").read_text()
     for plot in ("latency_vs_accuracy.png", "size_per_target.png", "latency_distribution.png"):
         with Image.open(tmp_path / "comparison" / plot) as image:
@@ -155,3 +158,25 @@ def test_a_runtime_that_fails_fails_its_row_and_the_others_are_measured(run_dir,
     assert rows["openvino-int8"].status == "failed" and "OpenVINO is not installed" in rows["openvino-int8"].note
     assert rows["tflite-int8"].status == "ok" and rows["onnx"].status == "ok" and rows["tflite-int8"].latency
     assert json.loads((tmp_path / "bench.json").read_text()) == json.loads(done.stdout)
+
+
+def test_report_says_per_device_which_file_is_fastest_and_why_int8_is_slower():
+    from edgeresnet.comparison import Row, verdicts
+
+    def row(run, device, target, p50, delta):
+        return Row(run, device, target, 1000, 80.0 + delta, delta, 99.0, p50, p50 * 1.2, 1e3 / p50, 50.0)
+
+    rows = [row("r20", "pi", "tflite-fp32", 9.0, 0.0), row("r20", "pi", "tflite-int8", 3.0, -0.2),
+            row("r20", "pi", "onnx", 8.0, 0.0), row("pruned", "pi", "tflite-int8", 2.0, -1.5),
+            row("r20", "epyc", "tflite-fp32", 2.3, 0.0), row("r20", "epyc", "tflite-int8", 2.83, -0.1)]
+    hosts = {("r20", "pi"): {"cpu": "Arm Cortex-A76", "isa": ["asimd", "asimddp"]}, ("pruned", "pi"): {},
+             ("r20", "epyc"): {"cpu": "AMD EPYC 7B13", "isa": ["avx2"]}}
+    notes = verdicts(rows, hosts, max_drop=1.0)
+    assert "epyc: fastest within 1 point(s) of FP32: tflite-fp32 of r20 (2.300 ms p50, +0.00 top-1)" in notes
+    # The pruned run's file is faster but 1.5 points down: outside the budget; with 2 points it wins.
+    assert "pi: fastest within 1 point(s) of FP32: tflite-int8 of r20 (3.000 ms p50, -0.20 top-1)" in notes
+    assert any(n.startswith("pi: fastest within 2 point(s) of FP32: tflite-int8 of pruned")
+               for n in verdicts(rows, hosts, max_drop=2.0))
+    assert any(n.startswith("r20 / epyc: tflite-int8 is not faster than tflite-fp32 here") and "AMD EPYC" in n
+               for n in notes)
+    assert any(n.startswith("r20 / pi: tflite-int8 is 3.0x faster") and "asimddp" in n for n in notes)

@@ -100,21 +100,27 @@ def host_info(threads: int | None = None) -> dict:
 
 
 def int8_speed_notes(p50_ms: dict[str, float], host: dict) -> list[str]:
-    """A line for each int8 file that is not faster than the fp32 file of its runtime on this
-    host, saying why (``p50_ms``: target name -> median latency, measured in one run)."""
+    """For each int8 file with an fp32 file of the same runtime (``p50_ms``: target name ->
+    median latency, measured in one run on this host), which of the two is faster here and why:
+    an int8 file is only faster where the CPU has an int8 dot-product instruction."""
     features = [f for f in host.get("isa") or [] if f in INT8_DOT_PRODUCT]
     notes = []
     for target, int8 in sorted(p50_ms.items()):
         runtime, _, precision = target.partition("-")
         fp32 = p50_ms.get(f"{runtime}-fp32")
-        if precision != "int8" or fp32 is None or int8 < fp32:
+        if precision != "int8" or fp32 is None:
             continue
-        head = f"{target} is not faster than {runtime}-fp32 here ({int8:.3f} ms against {fp32:.3f} ms p50): "
-        if features:
-            notes.append(head + f"this CPU has int8 dot-product instructions ({', '.join(features)}), so check the "
-                                "threads and the runtime's version")
+        timing = f"({int8:.3f} ms against {fp32:.3f} ms p50)"
+        if int8 < fp32:
+            why = (f"this CPU has int8 dot-product instructions ({', '.join(features)})" if features else
+                   "though this CPU reports no int8 dot-product instruction")
+            notes.append(f"{target} is {fp32 / int8:.1f}x faster than {runtime}-fp32 here {timing}: {why}")
+        elif features:
+            notes.append(f"{target} is not faster than {runtime}-fp32 here {timing}, though this CPU has int8 "
+                         f"dot-product instructions ({', '.join(features)}): check the threads and the runtime's "
+                         "version")
         else:
-            notes.append(head + f"this CPU ({host.get('cpu')}) has no int8 dot-product instructions (x86: avx512_vnni, "
-                                "avx_vnni or amx_int8; ARM: asimddp or i8mm), so int8 kernels save memory here, "
-                                "not time; pick the fp32 or fp16 file for speed")
+            notes.append(f"{target} is not faster than {runtime}-fp32 here {timing}: this CPU ({host.get('cpu')}) "
+                         "has no int8 dot-product instructions (x86: avx512_vnni, avx_vnni or amx_int8; ARM: asimddp "
+                         "or i8mm), so int8 saves memory here, not time; pick the fp32 or fp16 file for speed")
     return notes
