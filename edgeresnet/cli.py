@@ -612,10 +612,10 @@ def _emit_bench(report, output, as_json) -> None:
 def report_command(runs, out, max_accuracy_drop, as_json):
     """Compare RUNS (run directories, benchmarked on one or more devices) in one table and three plots,
     and name per device the fastest file within the accuracy budget."""
-    from .comparison import load_hosts, load_rows, markdown, verdicts, write_comparison
+    from .comparison import load_runs, markdown, verdicts, write_comparison
 
-    rows = load_rows(list(runs))
-    notes = verdicts(rows, load_hosts(list(runs)), max_accuracy_drop)
+    rows, hosts = load_runs(list(runs))
+    notes = verdicts(rows, hosts, max_accuracy_drop)
     written = write_comparison(list(runs), rows, out, notes)
     for path in written:
         log(f"wrote {path}")

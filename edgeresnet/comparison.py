@@ -39,8 +39,11 @@ class Row:
         return f"{self.run} / {self.device}"
 
 
-def load_rows(run_dirs: list[Path]) -> list[Row]:
+def load_runs(run_dirs: list[Path]) -> tuple[list[Row], dict[tuple[str, str], dict]]:
+    """The rows of every run's bench-*.json (or, never benchmarked, its report.json), and the
+    host block of each (run, device) they were measured on: what a device's verdict needs."""
     rows: list[Row] = []
+    hosts: dict[tuple[str, str], dict] = {}
     for run_dir in run_dirs:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
@@ -48,26 +51,17 @@ def load_rows(run_dirs: list[Path]) -> list[Row]:
         benches = sorted(run_dir.glob("bench-*.json"))
         if benches:
             for path in benches:
-                rows += _bench_rows(run_dir.name, _read_json(path))
+                report = _read_json(path)
+                rows += _bench_rows(run_dir.name, report)
+                hosts[(run_dir.name, report["device"])] = report.get("host") or {}
         elif (run_dir / "report.json").is_file():
-            rows += _report_rows(run_dir.name, _read_json(run_dir / "report.json"))
+            report = _read_json(run_dir / "report.json")
+            rows += _report_rows(run_dir.name, report)
+            hosts[(run_dir.name, "export host")] = report.get("host") or {}
         else:
             raise EdgeResNetError(f"{run_dir} holds neither bench-*.json nor report.json",
                                   "run `edgeresnet compress`, then `edgeresnet bench` on it")
-    return rows
-
-
-def load_hosts(run_dirs: list[Path]) -> dict[tuple[str, str], dict]:
-    """The host block of each (run, device) that ``load_rows`` reads: what a device's verdict needs."""
-    hosts = {}
-    for run_dir in map(Path, run_dirs):
-        benches = sorted(run_dir.glob("bench-*.json"))
-        for path in benches:
-            report = _read_json(path)
-            hosts[(run_dir.name, report["device"])] = report.get("host") or {}
-        if not benches and (run_dir / "report.json").is_file():
-            hosts[(run_dir.name, "export host")] = _read_json(run_dir / "report.json").get("host") or {}
-    return hosts
+    return rows, hosts
 
 
 def verdicts(rows: list[Row], hosts: dict[tuple[str, str], dict], max_drop: float = 1.0) -> list[str]:
@@ -221,7 +215,7 @@ def _save(figure, path: Path) -> Path:
 
 
 def write_comparison(run_dirs: list[Path], rows: list[Row], out: Path, notes: list[str] = ()) -> list[Path]:
-    """Write the tables and plots of `rows` (load_rows(run_dirs)), and `notes` (``verdicts``), into `out`."""
+    """Write the tables and plots of `rows` (load_runs(run_dirs)), and `notes` (``verdicts``), into `out`."""
     if not rows:
         raise EdgeResNetError("no measured results in " + ", ".join(map(str, run_dirs)),
                               "benchmark the runs with `edgeresnet bench` first")

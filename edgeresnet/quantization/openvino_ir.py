@@ -57,14 +57,7 @@ def knows(net: nn.Module) -> bool:
 def simulates(qat: nn.Module) -> bool:
     """Whether every part of a TFLite simulator is one this module builds and simulates: the
     plain layouts, and those with squeeze-and-excitation gates on post-activation blocks."""
-    if tflite.plain_layout(qat):
-        return True
-    if not isinstance(qat, tflite.QatGeneralResNet) or not isinstance(qat.maxpool, (nn.Identity, nn.MaxPool2d)):
-        return False
-    return all(isinstance(block.pre, nn.Identity) and block.relu
-               and isinstance(block.attention, (nn.Identity, tflite.QuantSqueezeExcite))
-               and isinstance(block.shortcut, (nn.Identity, tflite.QuantConvBn, PadShortcut))
-               for block in qat.blocks)
+    return tflite.plain_layout(qat, gates=(tflite.QuantSqueezeExcite,))
 
 
 def stem_layers(qat: nn.Module) -> list[nn.Module]:

@@ -585,16 +585,17 @@ def knows(net: nn.Module) -> bool:
     return isinstance(net, (GeneralResNet, ResNet, CifarResNet))
 
 
-def plain_layout(qat: nn.Module) -> bool:
+def plain_layout(qat: nn.Module, gates: tuple[type, ...] = ()) -> bool:
     """Whether a simulator holds only the plain ops the exact per-runtime simulations cover
     (openvino_cpu, tflite_exact): any zoo layout, or a GeneralResNet with conv stems, max pool
     or none, and post-activation blocks with identity, zero-pad or projection shortcuts; not
-    pre-activation norms, attention gates or average-pool shortcuts."""
+    pre-activation norms, attention gates (but those of the types in ``gates``) or average-pool
+    shortcuts."""
     if isinstance(qat, QatResNet):
         return True
     if not isinstance(qat, QatGeneralResNet) or not isinstance(qat.maxpool, (nn.Identity, nn.MaxPool2d)):
         return False
-    return all(isinstance(block.pre, nn.Identity) and isinstance(block.attention, nn.Identity) and block.relu
+    return all(isinstance(block.pre, nn.Identity) and isinstance(block.attention, (nn.Identity, *gates)) and block.relu
                and isinstance(block.shortcut, (nn.Identity, QuantConvBn, PadShortcut))
                for block in qat.blocks)
 

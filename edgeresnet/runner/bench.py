@@ -180,7 +180,7 @@ def bench(path: Path, data: ImageDataset | None = None, config: BenchConfig = Be
         prepared: dict[str, tuple[Path, Path | None, bool]] = {}
         for manifest, directory in artifacts:
             if manifest.runtime == "coreml" and platform.system() != "Darwin":
-                results.append(_skipped(manifest, "Core ML runs only on macOS"))
+                results.append(_unmeasured(manifest, "Core ML runs only on macOS"))
                 continue
             spec = Preprocess(**manifest.preprocessing)
             key = spec.model_dump_json()
@@ -193,7 +193,7 @@ def bench(path: Path, data: ImageDataset | None = None, config: BenchConfig = Be
                 measured = _measure_in_child(manifest, directory, spec, *prepared[key], config, Path(tmp))
             except EdgeResNetError as error:  # one runtime that cannot load or crashes fails its row only
                 progress(f"warning: {error.one_line()}")
-                results.append(_skipped(manifest, error.one_line().removeprefix(f"{manifest.target}: "), "failed"))
+                results.append(_unmeasured(manifest, error.one_line().removeprefix(f"{manifest.target}: "), "failed"))
                 continue
             results.append(_result(manifest, directory, measured, sample, config))
     failed = [row for row in results if row.status == "failed"]
@@ -289,7 +289,7 @@ def _result(manifest: Manifest, directory: Path, measured: dict, sample: ImageDa
     )
 
 
-def _skipped(manifest: Manifest, why: str, status: Literal["skipped", "failed"] = "skipped") -> TargetBench:
+def _unmeasured(manifest: Manifest, why: str, status: Literal["skipped", "failed"] = "skipped") -> TargetBench:
     return TargetBench(target=manifest.target, file=manifest.file, runtime=manifest.runtime,
                        precision=manifest.precision, image_input=manifest.image_input,
                        size_bytes=manifest.size_bytes, status=status, note=why)

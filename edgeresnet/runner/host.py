@@ -85,9 +85,10 @@ def board(model_file: Path = Path("/proc/device-tree/model")) -> str | None:
 
 
 def host_info(threads: int | None = None) -> dict:
-    features = isa_features()
+    cpuinfo = _cpuinfo()
+    features = isa_features(cpuinfo)
     return {
-        "cpu": cpu_model(),
+        "cpu": cpu_model(cpuinfo),
         "board": board(),
         "cores": os.cpu_count(),
         "threads": threads,
