@@ -644,14 +644,22 @@ def models_command(family, as_json):
 @main.command("targets")
 @json_option
 def targets_command(as_json):
-    """Export targets that --target accepts."""
-    from .export.targets import TARGETS
+    """Export targets that --target accepts, and why a file of one cannot be measured on this host.
 
+    Every target exports anywhere; Core ML files run only on macOS and TensorRT engines only on
+    an NVIDIA GPU (a Jetson), where `bench` measures them.
+    """
+    from .export.targets import TARGETS
+    from .runner.bench import cannot_run_here
+
+    why = {runtime: cannot_run_here(runtime) for runtime in {t.runtime for t in TARGETS.values()}}
     if as_json:
-        _print_json([{"name": t.name, "runtime": t.runtime, "precision": t.precision} for t in TARGETS.values()])
+        _print_json([{"name": t.name, "runtime": t.runtime, "precision": t.precision,
+                      "runs_here": why[t.runtime] is None, "why_not": why[t.runtime]} for t in TARGETS.values()])
     else:
         for target in TARGETS.values():
-            click.echo(f"{target.name:<14} {target.runtime:<8} {target.precision}")
+            runs = "runs here" if why[target.runtime] is None else f"not measured here: {why[target.runtime]}"
+            click.echo(f"{target.name:<14} {target.runtime:<9} {target.precision:<6} {runs}")
 
 
 @main.group("recipes")

@@ -369,7 +369,11 @@ def _artifact_row(artifact: Artifact, data: ImageDataset, fingerprint: str, spec
         return ResultRow(target=artifact.target.name, file=file, size_bytes=artifact.manifest.size_bytes, top1=None,
                          top5=None, delta_top1=None, agreement=None, latency=None, note=f"not run: {check}",
                          source=source.stage)
-    runtime = open_artifact(artifact.path, options.threads, image_input=artifact.manifest.image_input)
+    # A TensorRT file where no NVIDIA GPU is: its graph's accuracy in onnxruntime on the CPU, and no
+    # latency (a CPU's says nothing of the engine's); `bench` on the device measures the engine.
+    elsewhere = _tensorrt_elsewhere(artifact)
+    runtime = open_artifact(artifact.path, options.threads, image_input=artifact.manifest.image_input,
+                            runtime="onnx" if elsewhere else None)
     accuracy = evaluate(runtime, data, spec, batch_size=options.batch_size, progress=artifact.target.name,
                         layout=runtime.input_layout, normalized=not runtime.image_input)
     update["accuracy"] = _accuracy_spec(accuracy, fingerprint)
@@ -377,10 +381,22 @@ def _artifact_row(artifact: Artifact, data: ImageDataset, fingerprint: str, spec
     update["failed"] = _failure(artifact.target.name, delta, limit)
     write_manifest(artifact.manifest.model_copy(update=update), artifact.directory)
     raw = runtime.to_raw(pixels if runtime.image_input else normalize(pixels, spec))
-    latency = measure_latency(lambda: runtime.invoke(raw), runs=options.latency_runs, warmup=options.latency_warmup)
+    latency = None if elsewhere else measure_latency(lambda: runtime.invoke(raw), runs=options.latency_runs,
+                                                     warmup=options.latency_warmup).to_dict()
     return ResultRow(
         target=artifact.target.name, file=file, size_bytes=artifact.manifest.size_bytes,
         top1=accuracy.top1, top5=accuracy.top5, delta_top1=delta,
-        agreement=round(agreement(accuracy.predictions, baseline.predictions), 3), latency=latency.to_dict(),
+        agreement=round(agreement(accuracy.predictions, baseline.predictions), 3), latency=latency,
         source=source.stage, source_agreement=round(agreement(accuracy.predictions, source.predictions), 3),
+        note=f"accuracy of its ONNX in onnxruntime (CPU), no latency: {elsewhere}; bench it on the device"
+        if elsewhere else None,
     )
+
+
+def _tensorrt_elsewhere(artifact: Artifact) -> str | None:
+    """Why a TensorRT file's engine cannot be built here (None for other files, or where it can)."""
+    if artifact.target.runtime != "tensorrt":
+        return None
+    from .runner.tensorrt import unavailable_reason
+
+    return unavailable_reason()

@@ -69,7 +69,7 @@ def results_table(report: RunReport):
         table.add_column(column, justify="left" if column in ("target", "from") else "right")
     for row in report.results:
         source = (row.source or "", f"{row.source_agreement:.2f}%" if row.source_agreement is not None else "")
-        if row.latency is None:  # not run on this host
+        if row.agreement is None:  # not run on this host
             table.add_row(row.target, human_size(row.size_bytes), "", "", "", *(source if staged else ()),
                           row.note or "not run")
             continue
@@ -79,8 +79,13 @@ def results_table(report: RunReport):
             top1, delta = f"{row.top1:.2f}%", "" if row.target.startswith("pytorch") else f"{row.delta_top1:+.2f}"
         table.add_row(
             row.target, human_size(row.size_bytes), top1, delta,
-            f"{row.agreement:.2f}%", *(source if staged else ()), f"{row.latency['p50_ms']:.3f} ms",
+            f"{row.agreement:.2f}%", *(source if staged else ()),
+            "see note" if row.latency is None else f"{row.latency['p50_ms']:.3f} ms",
         )
+    # Rows measured only in part (a TensorRT file where no GPU is) say why under the table.
+    notes = [f"{row.target}: {row.note}" for row in report.results if row.note and row.agreement is not None]
+    if notes:
+        table.caption = "\n".join(notes)
     return table
 
 

@@ -29,6 +29,7 @@ from .coreml_w8a8 import quantize_w8a8
 from .onnx import export_onnx
 from .openvino import export_openvino
 from .targets import TARGETS, Target, parse_targets
+from .tensorrt import export_tensorrt, quantization_points
 from .tflite import export_tflite
 from .verify import IMAGE_INPUT_SIMULATION_AGREEMENT, SIMULATION_AGREEMENT, check_fidelity, measure_fidelity
 
@@ -38,6 +39,7 @@ TOOLS = {
     "tflite": ("onnx2tf", "tensorflow", "ai-edge-litert"),
     "openvino": ("openvino", "nncf"),
     "coreml": ("coremltools",),
+    "tensorrt": ("onnxruntime",),  # its int8 file is quantized by onnxruntime; the engine is built on the device
 }
 
 __all__ = ["Artifact", "ExportConfig", "TARGETS", "Target", "export", "parse_targets"]
@@ -138,7 +140,7 @@ def export(
     artifacts = []
     for target in targets:
         path = paths[target]
-        image_input = config.image_input and target.runtime != "onnx"
+        image_input = config.image_input and target.takes_images
         files = file_hashes(path)
         against_simulation = _simulates_runtime(references[target], target)
         minimum = config.min_agreement if config.min_agreement is not None else \
@@ -148,6 +150,8 @@ def export(
             reference=_reference_name(references[target], target))
         if target in simulated:
             validation["simulated_fidelity"] = simulated[target].model_dump()
+        if target.runtime == "tensorrt":
+            validation = _tensorrt_validation(path, target)
         fidelity_fp32 = None
         if against_simulation and float_logits is not None and outputs_seen is not None:
             fidelity_fp32 = measure_fidelity(_softmax(float_logits) if image_input else float_logits, outputs_seen,
@@ -252,7 +256,7 @@ def _convert(model: Model, targets: list[Target], out_dir: Path, work: Path, ten
     """Write every target's file; returns {target: path} and, for coreml-w8a8, its simulated fidelity."""
     spec = model.preprocess
     # Every converter but coremltools reads ONNX, except OpenVINO's for a model trained for it.
-    if any(target.runtime == "onnx" or target.runtime == "tflite"
+    if any(target.runtime in ("onnx", "tflite", "tensorrt")
            or (target.runtime == "openvino" and not _trained_for(model, target)) for target in targets):
         onnx_path = export_onnx(model.float_view(), work / "model.onnx")
     # NNCF and coremltools calibrate on normalised tensors; TFLite's worker takes the pixels.
@@ -268,6 +272,8 @@ def _convert(model: Model, targets: list[Target], out_dir: Path, work: Path, ten
             export_openvino(model.module if _trained_for(model, target) else onnx_path, path, target.precision,
                             calibration=normalized, preprocess=spec if config.image_input else None,
                             labels=model.labels, input_shape=model.input_shape)
+        elif target.runtime == "tensorrt":
+            export_tensorrt(onnx_path, path, target.precision, calibration=normalized, work=work)
         elif target.runtime == "coreml":
             converted = model
             if target.precision == "w8a8" and not _trained_for(model, target):
@@ -317,7 +323,9 @@ def _verify(target: Target, path: Path, model: Model, samples: np.ndarray, tenso
         validation.pop("size_bytes", None)
         fidelity = validation.pop("fidelity", None)  # None on Linux: validation["runtime_check"] says why
         return inputs, outputs, fidelity, validation, None
-    runtime = open_artifact(path, threads, image_input=image_input)
+    # A TensorRT file is run here by onnxruntime on the CPU: the engine is built on the device.
+    runtime = open_artifact(path, threads, image_input=image_input,
+                            runtime="onnx" if target.runtime == "tensorrt" else None)
     inputs, outputs = runtime.io_specs()
     if not image_input:
         answer = runtime(tensors)
@@ -328,6 +336,15 @@ def _verify(target: Target, path: Path, model: Model, samples: np.ndarray, tenso
     fidelity = check_fidelity(_softmax(logits), answer, target.precision, name=path.name,
                               reference_logits=logits, minimum=minimum, against=reference)
     return inputs, outputs, fidelity, None, answer
+
+
+def _tensorrt_validation(path: Path, target: Target) -> dict:
+    """What was and was not checked of a TensorRT file here, for its manifest."""
+    record = {"verified_in": "onnxruntime (CPU): the TensorRT engine is built and measured on the device "
+                             "by `edgeresnet bench`", "engine_precision": target.precision}
+    if target.precision == "int8":
+        record["qdq"] = quantization_points(path)
+    return record
 
 
 def _check_pixel_input(spec: dict, name: str) -> None:

@@ -11,7 +11,7 @@ from ..errors import TargetError, closest
 @dataclass(frozen=True)
 class Target:
     name: str  # what the user types, e.g. "tflite-int8"
-    runtime: str  # "tflite", "openvino", "coreml" or "onnx"; the runner picks its runtime by this
+    runtime: str  # "tflite", "openvino", "coreml", "onnx" or "tensorrt"; the runner picks its runtime by this
     precision: str  # "fp32", "fp16", "int8" / "w8a8" (int8 weights and activations) or "int8w" (weights only)
     suffix: str  # file extension of the artifact
 
@@ -20,9 +20,15 @@ class Target:
         return self.precision in ("int8", "w8a8")
 
     @property
+    def takes_images(self) -> bool:
+        """Whether --image-input applies: the plain ONNX intermediate and TensorRT's ONNX take tensors."""
+        return self.runtime not in ("onnx", "tensorrt")
+
+    @property
     def extra(self) -> str:
-        """The pip extra that installs this target's converter."""
-        return self.runtime
+        """The pip extra that installs this target's converter (TensorRT's files are ONNX: the
+        engine is built on the device)."""
+        return "onnx" if self.runtime == "tensorrt" else self.runtime
 
 
 TARGETS: dict[str, Target] = {
@@ -38,6 +44,9 @@ TARGETS: dict[str, Target] = {
         Target("coreml-fp16", "coreml", "fp16", ".mlpackage"),
         Target("coreml-int8w", "coreml", "int8w", ".mlpackage"),
         Target("coreml-w8a8", "coreml", "w8a8", ".mlpackage"),
+        # The ONNX a TensorRT engine is built from on the device (a Jetson): export/tensorrt.py.
+        Target("tensorrt-fp16", "tensorrt", "fp16", ".onnx"),
+        Target("tensorrt-int8", "tensorrt", "int8", ".onnx"),
     )
 }
 

@@ -33,7 +33,8 @@ REFERENCE_NAME = "reference-predictions.npz"  # written by compress beside the r
 
 # The package whose version each runtime reports; Core ML is coremltools' on macOS.
 RUNTIME_PACKAGES = {"tflite": ("ai-edge-litert", "tflite-runtime", "tensorflow", "tensorflow-cpu"),
-                    "openvino": ("openvino",), "onnx": ("onnxruntime",), "coreml": ("coremltools",)}
+                    "openvino": ("openvino",), "onnx": ("onnxruntime",), "coreml": ("coremltools",),
+                    "tensorrt": ("tensorrt", "onnxruntime-gpu")}
 
 
 class BenchConfig(BaseModel):
@@ -78,7 +79,7 @@ class TargetBench(BaseModel):
     image_input: bool
     size_bytes: int
     status: Literal["ok", "skipped", "failed"]
-    note: str | None = None  # why it was skipped, or why its runtime failed
+    note: str | None = None  # why it was skipped, why its runtime failed, or which provider ran a TensorRT file
     runtime_version: str | None = None
     load_ms: float | None = None
     first_inference_ms: float | None = None
@@ -179,8 +180,8 @@ def bench(path: Path, data: ImageDataset | None = None, config: BenchConfig = Be
     with tempfile.TemporaryDirectory(prefix="edgeresnet-bench-") as tmp:
         prepared: dict[str, tuple[Path, Path | None, bool]] = {}
         for manifest, directory in artifacts:
-            if manifest.runtime == "coreml" and platform.system() != "Darwin":
-                results.append(_unmeasured(manifest, "Core ML runs only on macOS"))
+            if (why := cannot_run_here(manifest.runtime)) is not None:
+                results.append(_unmeasured(manifest, why))
                 continue
             spec = Preprocess(**manifest.preprocessing)
             key = spec.model_dump_json()
@@ -286,7 +287,19 @@ def _result(manifest: Manifest, directory: Path, measured: dict, sample: ImageDa
         runtime_version=_runtime_version(manifest.runtime), load_ms=measured["load_ms"],
         first_inference_ms=measured["first_inference_ms"], latency=measured["latency"],
         throughput_ips=measured["throughput_ips"], memory=MemoryUse(**measured["memory"]), accuracy=accuracy,
+        note=None if measured.get("executed_by") is None else f"run by {measured['executed_by']}",
     )
+
+
+def cannot_run_here(runtime: str) -> str | None:
+    """Why files of ``runtime`` cannot run on this host (they are listed, skipped), or None."""
+    if runtime == "coreml" and platform.system() != "Darwin":
+        return "Core ML runs only on macOS"
+    if runtime == "tensorrt":
+        from .tensorrt import unavailable_reason
+
+        return unavailable_reason()
+    return None
 
 
 def _unmeasured(manifest: Manifest, why: str, status: Literal["skipped", "failed"] = "skipped") -> TargetBench:

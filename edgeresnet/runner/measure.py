@@ -58,7 +58,7 @@ def measure(job: dict) -> dict:
         "throughput_ips": batch * 1e3 / latency.mean_ms,
         "memory": {"before_load_mb": before, "after_load_mb": loaded, "after_run_mb": ran,
                    "added_by_load_mb": _diff(loaded, before), "added_by_run_mb": _diff(ran, loaded)},
-        "predictions": None, "top5_hits": None,
+        "predictions": None, "top5_hits": None, "executed_by": getattr(runtime, "executed_by", None),
     }
     if job.get("labels"):
         labels = np.load(job["labels"])

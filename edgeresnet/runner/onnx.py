@@ -9,7 +9,7 @@ from .base import Runtime, tensor_spec
 
 
 class ONNXModel(Runtime):
-    def __init__(self, path, threads: int | None = None, batch: int = 1):
+    def __init__(self, path, threads: int | None = None, batch: int = 1, providers: list | None = None):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -18,7 +18,9 @@ class ONNXModel(Runtime):
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+        if providers:  # a TensorRT file without TensorRT's Python package: say which provider ran it
+            self.executed_by = f"onnxruntime's {self.session.get_providers()[0]}"
         self.input = self.session.get_inputs()[0]
         self.output = self.session.get_outputs()[0]
         if batch != 1 and self.input.shape[0] != batch and not isinstance(self.input.shape[0], str):
