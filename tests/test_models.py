@@ -378,3 +378,15 @@ def test_a_module_without_residual_additions_has_no_groups():
     plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
     plain(torch.zeros(1, 3, 8, 8))
     assert residual_groups(plain, (1, 3, 8, 8)) == [] and stage_widths(plain) == ()
+
+
+def test_catalogue_lists_every_registered_builder_and_a_name_registers_once():
+    import edgeresnet.models.cifar  # noqa: F401  (every builder registered)
+    import edgeresnet.models.resnet  # noqa: F401
+    from edgeresnet.models.registry import _MODELS, CATALOG, register
+
+    assert {name: entry.family for name, entry in _MODELS.items()} == {name: kind for name, (kind, _) in CATALOG.items()}
+    with pytest.raises(ValueError, match="registered already"):
+        register("cifar")(edgeresnet.models.cifar.resnet20)
+    with pytest.raises(ArchitectureError, match="unknown model 'resnet21'.*resnet20"):
+        family_of("resnet21")

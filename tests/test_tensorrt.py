@@ -109,3 +109,11 @@ def test_engines_are_built_cached_and_agree_with_pytorch(run_dir):
         assert row.accuracy.agreement >= (99.0 if target.endswith("fp16") else 95.0)
         assert abs(row.accuracy.delta_top1) <= 2.0
         assert list((out / target / "engines").iterdir())  # cached beside the file
+
+
+def test_labels_txt_lies_beside_every_labelled_artifact(run_dir):
+    out, _ = run_dir
+    for target in ("onnx", "tensorrt-fp16", "tensorrt-int8"):
+        manifest = read_manifest(out / target)
+        assert manifest.labels and len(manifest.labels) == 10
+        assert (out / target / "labels.txt").read_text().splitlines() == manifest.labels

@@ -3,19 +3,32 @@
 Builders register themselves with ``@register(family)``; their keyword arguments are
 the options a user may pass (``create("resnet56", num_classes=100)``). The family says
 which preprocessing and input size fit: "imagenet" (224x224) or "cifar" (32x32).
+
+``CATALOG`` names the zoo's builders and the module of each, so that listing the zoo
+imports no torch (`edgeresnet models` answers at once) and building one imports only its
+module. A registration must agree with the catalogue, and a name registers once.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from edgeresnet.errors import ArchitectureError, closest
 
+if TYPE_CHECKING:
+    from torch import nn
+
 Family = Literal["imagenet", "cifar"]
+
+_CIFAR = ("resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
+_IMAGENET = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "resnext101_32x8d",
+             "wide_resnet50_2", "wide_resnet101_2")
+# name -> (family, the module under edgeresnet.models that defines its builder)
+CATALOG: dict[str, tuple[Family, str]] = {
+    **{name: ("cifar", "cifar") for name in _CIFAR}, **{name: ("imagenet", "resnet") for name in _IMAGENET}}
 
 
 @dataclass(frozen=True)
@@ -31,18 +44,27 @@ def register(family: Family) -> Callable[[Callable[..., nn.Module]], Callable[..
     """Decorator: make a builder available under its function name."""
 
     def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _MODELS[builder.__name__] = _Entry(builder, family)
+        name = builder.__name__
+        if name in _MODELS:
+            raise ValueError(f"a model named {name!r} is registered already ({_MODELS[name].builder.__module__})")
+        known = CATALOG.get(name)
+        if known is not None and known[0] != family:
+            raise ValueError(f"{name} is a {known[0]} model in the catalogue, registered as {family}")
+        CATALOG.setdefault(name, (family, builder.__module__.rpartition(".")[2]))
+        _MODELS[name] = _Entry(builder, family)
         return builder
 
     return add
 
 
 def list_models(family: Family | None = None) -> list[str]:
-    return sorted(name for name, entry in _MODELS.items() if family in (None, entry.family))
+    return sorted(name for name, (kind, _) in CATALOG.items() if family in (None, kind))
 
 
 def family_of(name: str) -> Family:
-    return _entry(name).family
+    if name not in CATALOG:
+        raise ArchitectureError(f"unknown model {name!r}", hint=closest(name, CATALOG))
+    return CATALOG[name][0]
 
 
 def defaults(name: str) -> dict[str, Any]:
@@ -90,6 +112,7 @@ def parse(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def _entry(name: str) -> _Entry:
-    if name not in _MODELS:
-        raise ArchitectureError(f"unknown model {name!r}", hint=closest(name, _MODELS))
+    family_of(name)  # an unknown name fails here, with the closest known one
+    if name not in _MODELS:  # its module registers it on import
+        importlib.import_module(f"edgeresnet.models.{CATALOG[name][1]}")
     return _MODELS[name]
