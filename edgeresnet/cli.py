@@ -584,13 +584,17 @@ def _bench_config(**values):
 
 
 def _emit_bench(report, output, as_json) -> None:
-    from .runner.bench import result_name, run_directory
+    from .runner.bench import result_destination
 
     payload = report.model_dump_json(indent=2)
-    # Beside the run, for `edgeresnet report`; and wherever --output says.
-    for path in {run_directory(report.source) / result_name(report.device), *([Path(output)] if output else [])}:
-        Path(path).write_text(payload + "\n")
-        log(f"wrote {path}")
+    # Beside the run, for `edgeresnet report` (one file's result merged into the run's); and
+    # wherever --output says, as measured.
+    beside, merged = result_destination(report)
+    beside.write_text(merged.model_dump_json(indent=2) + "\n")
+    log(f"wrote {beside}" + (f" ({len(merged.results)} files)" if merged is not report else ""))
+    if output and Path(output).resolve() != beside.resolve():
+        Path(output).write_text(payload + "\n")
+        log(f"wrote {output}")
     if as_json:
         click.echo(payload)
     else:
@@ -598,8 +602,8 @@ def _emit_bench(report, output, as_json) -> None:
 
         from .report import bench_table
 
-        # Twelve columns: not squeezed into 80 when stdout is a file or a pipe.
-        Console(width=None if sys.stdout.isatty() else 160).print(bench_table(report))
+        # Not squeezed into 80 when stdout is a file or a pipe, unless COLUMNS says how wide.
+        Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120).print(bench_table(report))
 
 
 @main.command("report")

@@ -45,9 +45,10 @@ def make_tiny_compress_inputs(root: Path) -> Path:
     return root
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """The installed console script, as a user runs it."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The installed console script, as a user runs it (``env``: variables set on top of ours)."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "edgeresnet", *map(str, args)],
         cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,

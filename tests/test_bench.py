@@ -180,3 +180,28 @@ def test_report_says_per_device_which_file_is_fastest_and_why_int8_is_slower():
     assert any(n.startswith("r20 / epyc: tflite-int8 is not faster than tflite-fp32 here") and "AMD EPYC" in n
                for n in notes)
     assert any(n.startswith("r20 / pi: tflite-int8 is 3.0x faster") and "asimddp" in n for n in notes)
+
+
+def test_bench_of_one_file_keeps_the_runs_other_rows_and_the_table_fits_100_columns(run_dir, tmp_path):
+    out, _ = run_dir
+    fast = ("--runs", "5", "--warmup", "1", "--limit", "20", "--threads", "1")
+    whole = run_cli("bench", out, *fast, env={"COLUMNS": "100"})
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    lines = whole.stdout.splitlines()
+    assert max(map(len, lines)) <= 100
+    for target in ("tflite-int8", "openvino-int8", "onnx", "coreml-fp16"):
+        assert any(line.startswith(f"│ {target} ") for line in lines), whole.stdout  # the name whole, not cut
+    assert any(line.startswith("coreml-fp16 skipped: Core ML runs only on macOS") for line in lines)
+    before = json.loads((out / "bench-local.json").read_text())
+    tflite = out / "tflite-int8" / read_manifest(out / "tflite-int8").file
+    single = run_cli("bench", tflite, *fast)
+    assert single.returncode == 0, single.stderr[-2000:]
+    after = json.loads((out / "bench-local.json").read_text())
+    assert [row["target"] for row in after["results"]] == [row["target"] for row in before["results"]]
+    rows = {row["target"]: row for row in after["results"]}
+    assert rows["tflite-int8"]["latency"] != {r["target"]: r for r in before["results"]}["tflite-int8"]["latency"]
+    assert rows["onnx"] == {r["target"]: r for r in before["results"]}["onnx"]  # untouched
+    # Measured otherwise (another image count): beside the file, the run's result left as it was.
+    other = run_cli("bench", tflite, "--runs", "5", "--warmup", "1", "--limit", "10", "--threads", "1")
+    assert other.returncode == 0 and (out / "tflite-int8" / "bench-local.json").is_file()
+    assert json.loads((out / "bench-local.json").read_text()) == after

@@ -139,6 +139,32 @@ def result_name(device: str) -> str:
     return f"bench-{safe}.json"
 
 
+def result_destination(report: BenchReport) -> tuple[Path, BenchReport]:
+    """Where ``report`` goes beside its run for `edgeresnet report`, and what is written there.
+
+    A run's bench of every file is written as it is. A bench of one file of it never drops the
+    others' rows: it replaces that file's row in the run's result when the two were measured
+    alike (same host CPU, settings and images), and otherwise goes beside the file instead.
+    """
+    source = Path(report.source)
+    run = run_directory(source)
+    destination = run / result_name(report.device)
+    if source.resolve() == run.resolve() or not destination.is_file():
+        return destination, report
+    try:
+        existing = BenchReport.model_validate_json(destination.read_text())
+    except ValueError:  # an older schema or a damaged file: the new result replaces it
+        return destination, report
+    alike = (existing.config == report.config and existing.data == report.data
+             and existing.host.get("cpu") == report.host.get("cpu"))
+    if not alike:
+        artifact_dir = source if source.is_dir() else source.parent
+        return artifact_dir / result_name(report.device), report
+    measured = {row.target: row for row in report.results}
+    rows = [measured.pop(row.target, row) for row in existing.results] + list(measured.values())
+    return destination, existing.model_copy(update={"created": report.created, "results": rows})
+
+
 def default_data(path: Path, seed: int = 0) -> tuple[Path, int | None, bool] | None:
     """The images the run at `path` was evaluated on, if its report.json names data that exist here:
     (their path, the size of the seeded subset it used or None for all of them, whether the run
