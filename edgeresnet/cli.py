@@ -94,7 +94,11 @@ class Group(click.Group):
                 click.echo(error.ctx.get_help())
                 return
             hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
-            fail(f"{error.format_message()}{hint}")
+            message = error.format_message()
+            if isinstance(error, click.NoSuchOption) and error.option_name in OTHER_TOOLS_FLAGS:
+                # Another exporter's flag: say ours, not the closest spelling click finds.
+                message = f"No such option '{error.option_name}': {OTHER_TOOLS_FLAGS[error.option_name]}"
+            fail(f"{message}{hint}")
         except OSError as error:
             if error.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -109,6 +113,16 @@ class Group(click.Group):
             fail("interrupted.", code=130)
         except click.exceptions.Exit as done:
             sys.exit(done.exit_code)
+
+
+# Flags of other export tools (yolo export, optimum-cli, trtexec) that users try, and what edgeresnet calls them.
+OTHER_TOOLS_FLAGS = {
+    "--format": "the file type is the target: --target tflite-int8 (`edgeresnet targets` lists them)",
+    "--int8": "int8 is a target: --target tflite-int8, openvino-int8 or tensorrt-int8",
+    "--half": "fp16 is a target: --target tflite-fp16, openvino-fp16, coreml-fp16 or tensorrt-fp16",
+    "--imgsz": "the input size is --input-size",
+    "--output": "the run directory is --out",
+}
 
 
 def fail(message: str, code: int = 2):
@@ -133,7 +147,14 @@ def main():
     """Turn a trained PyTorch ResNet into measured, deployable edge artifacts."""
 
 
+def _check_model_path(model_path) -> None:
+    """A MODEL that is not there is the first thing to say, before data and before torch loads."""
+    if model_path is not None and not Path(model_path).exists():
+        raise EdgeResNetError(f"model file not found: {model_path}", "check the path")
+
+
 def _model_and_data(model_path, data_path, arch, trust, preprocess_overrides, need_data=True):
+    _check_model_path(model_path)
     from .assets import DEMO_DATA, DEMO_MODEL
     from .data import open_dataset
 
@@ -292,13 +313,11 @@ def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_
                   device="cpu", workers=None, prefetch=None, **preprocess):
     import time
 
-    from .data import open_dataset
-    from .export import ExportConfig, parse_targets
-    from .pipeline import CompressOptions, compress as run_compress
-    from .stages.ptq import PtqConfig
-    from .training.config import Execution
+    from .export.targets import check_calibration_source, parse_targets
+    from .rundir import check_output_dir
 
-    # Before any slow work: a typo in a recipe, an override or a target fails at once.
+    # Before any slow work (torch, the converters): a typo in a recipe, an override or a target,
+    # a model file that is not there and an --out that holds files fail at once.
     loaded_recipe = None
     if recipe is not None:
         from .recipes import load_recipe
@@ -310,13 +329,19 @@ def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_
     if not targets and loaded_recipe is not None:
         targets = loaded_recipe.targets
     target_list = parse_targets(targets)
-    if data is None and model is not None:  # before the slow loading: int8 needs calibration images
-        from .pipeline import check_calibration_source
-
+    _check_model_path(model)
+    if data is None and model is not None:  # int8 needs calibration images
         check_calibration_source(target_list, train_data is not None)
     if resume and out is None:
         raise EdgeResNetError("--resume needs the --out of the interrupted run", "pass the same --out as before")
+    if out is not None and not resume:
+        check_output_dir(Path(out), overwrite)
     from . import distributed
+    from .data import open_dataset
+    from .export import ExportConfig
+    from .pipeline import CompressOptions, compress as run_compress
+    from .stages.ptq import PtqConfig
+    from .training.config import Execution
 
     execution = Execution(device=device, workers=workers, prefetch=prefetch)
     distributed.check_device(device)  # before the slow loading
@@ -417,6 +442,11 @@ def prune_command(model, data, train_data, ratio, macs, latency_ms, latency_targ
     """
     import time
 
+    _check_model_path(model)  # before torch loads
+    if out is not None:
+        from .rundir import check_output_dir
+
+        check_output_dir(Path(out), overwrite)
     from .data import open_dataset
     from .stages.prune import LatencyProbe, PruneConfig
     from .pruning.report import prune_table, write_pruned
@@ -551,6 +581,8 @@ def bench_command(path, data, threads, runs, warmup, batch, device, limit, seed,
     from .data import open_dataset
     from .runner.bench import bench, default_data
 
+    if not Path(path).exists():  # the first thing to say, before any note about data
+        raise EdgeResNetError(f"{path} does not exist", "pass a run directory or an artifact written by `edgeresnet export`")
     config = _bench_config(threads=threads, runs=runs, warmup=warmup, batch=batch, device=device, limit=limit,
                            seed=seed, labels=False if no_labels else None)
     with work_on_stderr():
@@ -658,12 +690,14 @@ def targets_command(as_json):
 
     why = {runtime: cannot_run_here(runtime) for runtime in {t.runtime for t in TARGETS.values()}}
     if as_json:
-        _print_json([{"name": t.name, "runtime": t.runtime, "precision": t.precision,
+        _print_json([{"name": t.name, "runtime": t.runtime, "precision": t.precision, "description": t.description,
                       "runs_here": why[t.runtime] is None, "why_not": why[t.runtime]} for t in TARGETS.values()])
     else:
         for target in TARGETS.values():
-            runs = "runs here" if why[target.runtime] is None else f"not measured here: {why[target.runtime]}"
-            click.echo(f"{target.name:<14} {target.runtime:<9} {target.precision:<6} {runs}")
+            click.echo(f"{target.name:<14} {target.description}")
+        for runtime in sorted(r for r in why if why[r] is not None):  # every target exports; these don't run here
+            names = ", ".join(t.name for t in TARGETS.values() if t.runtime == runtime)
+            click.echo(f"\nnot measured on this host: {names}: {why[runtime]}")
 
 
 @main.group("recipes")

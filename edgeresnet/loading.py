@@ -321,6 +321,11 @@ def _wrong_arch_hint(state_dict: Mapping[str, Tensor]) -> str:
         return "check that --arch names the architecture the weights were trained as"
 
 
+# Files edgeresnet writes (or other exporters do) that users pass where a checkpoint goes.
+EXPORTED_SUFFIXES = {".tflite": "TFLite", ".onnx": "ONNX", ".xml": "OpenVINO IR", ".mlpackage": "Core ML",
+                     ".mlmodel": "Core ML", ".engine": "TensorRT engine", ".plan": "TensorRT engine"}
+
+
 def _read(path: Path, trust: bool) -> Any:
     """The object stored in the file: a state dict, a wrapper dict, or (trusted) a module."""
     if not path.is_file():
@@ -340,6 +345,10 @@ def _read(path: Path, trust: bool) -> Any:
 
 def _sniff(path: Path) -> str:
     """What the file holds, judged by its bytes, not its name (a .bin may be anything)."""
+    if path.suffix.lower() in EXPORTED_SUFFIXES:  # an exported file: no bytes decide what was meant
+        raise CheckpointError(f"{path.name} is an exported {EXPORTED_SUFFIXES[path.suffix.lower()]} file, not a "
+                              "PyTorch checkpoint", "pass the checkpoint it was exported from; "
+                              f"`edgeresnet bench {path}` measures the file itself")
     with path.open("rb") as file:
         head = file.read(16)
     if head.startswith(b"PK\x03\x04"):

@@ -41,6 +41,7 @@ from .data import ImageDataset, normalize, open_dataset, sample_pixels
 from .errors import AccuracyDropError, EdgeResNetError
 from .evaluate import Accuracy, agreement, evaluate
 from .export import Artifact, ExportConfig, Target, export, grouped, parse_targets
+from .export.targets import check_calibration_source
 from .manifest import AccuracySpec, write_manifest
 from .model import Model
 from .recipes import Recipe
@@ -259,14 +260,6 @@ def embedded_samples(log: Callable[[str], None] = lambda message: None) -> Image
     log(f"no --data given: verifying and timing on the {len(data)} embedded sample images of {DEMO_DATA.name}, "
         "unlabelled and resized by the model's preprocessing (no accuracy: pass --data for it)")
     return data
-
-
-def check_calibration_source(targets: list[Target], has_train_data: bool) -> None:
-    """Without --data, an int8 target still needs calibration images: from --train-data, or an error."""
-    int8 = [t.name for t in targets if t.needs_calibration]
-    if int8 and not has_train_data:
-        raise EdgeResNetError(f"{', '.join(int8)} needs calibration images, and no --data is given",
-                              "pass --data (or --train-data) with a folder, .zip or .npz of images, labelled or not")
 
 
 def describe_data(data: ImageDataset, fingerprint: str) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from ..errors import TargetError, closest
+from ..errors import EdgeResNetError, TargetError, closest
 
 
 @dataclass(frozen=True)
@@ -14,6 +14,7 @@ class Target:
     runtime: str  # "tflite", "openvino", "coreml", "onnx" or "tensorrt"; the runner picks its runtime by this
     precision: str  # "fp32", "fp16", "int8" / "w8a8" (int8 weights and activations) or "int8w" (weights only)
     suffix: str  # file extension of the artifact
+    description: str = ""  # one line for `edgeresnet targets`
 
     @property
     def needs_calibration(self) -> bool:
@@ -34,19 +35,19 @@ class Target:
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        Target("onnx", "onnx", "fp32", ".onnx"),
-        Target("tflite-fp32", "tflite", "fp32", ".tflite"),
-        Target("tflite-fp16", "tflite", "fp16", ".tflite"),
-        Target("tflite-int8", "tflite", "int8", ".tflite"),
-        Target("openvino-fp32", "openvino", "fp32", ".xml"),
-        Target("openvino-fp16", "openvino", "fp16", ".xml"),
-        Target("openvino-int8", "openvino", "int8", ".xml"),
-        Target("coreml-fp16", "coreml", "fp16", ".mlpackage"),
-        Target("coreml-int8w", "coreml", "int8w", ".mlpackage"),
-        Target("coreml-w8a8", "coreml", "w8a8", ".mlpackage"),
+        Target("onnx", "onnx", "fp32", ".onnx", "float32 ONNX, the intermediate every converter reads"),
+        Target("tflite-fp32", "tflite", "fp32", ".tflite", "TFLite float32 (LiteRT, Android)"),
+        Target("tflite-fp16", "tflite", "fp16", ".tflite", "TFLite with float16 weights"),
+        Target("tflite-int8", "tflite", "int8", ".tflite", "TFLite full integer: int8 weights and activations"),
+        Target("openvino-fp32", "openvino", "fp32", ".xml", "OpenVINO IR, float32 weights"),
+        Target("openvino-fp16", "openvino", "fp16", ".xml", "OpenVINO IR, float16 weights"),
+        Target("openvino-int8", "openvino", "int8", ".xml", "OpenVINO IR, int8 weights and activations"),
+        Target("coreml-fp16", "coreml", "fp16", ".mlpackage", "Core ML program, float16 (iOS 15+)"),
+        Target("coreml-int8w", "coreml", "int8w", ".mlpackage", "Core ML program, int8 weights (iOS 16+)"),
+        Target("coreml-w8a8", "coreml", "w8a8", ".mlpackage", "Core ML program, int8 weights and activations (iOS 17+)"),
         # The ONNX a TensorRT engine is built from on the device (a Jetson): export/tensorrt.py.
-        Target("tensorrt-fp16", "tensorrt", "fp16", ".onnx"),
-        Target("tensorrt-int8", "tensorrt", "int8", ".onnx"),
+        Target("tensorrt-fp16", "tensorrt", "fp16", ".onnx", "ONNX for a float16 TensorRT engine, built on the device"),
+        Target("tensorrt-int8", "tensorrt", "int8", ".onnx", "ONNX with int8 Q/DQ for a TensorRT engine, built on the device"),
     )
 }
 
@@ -64,3 +65,11 @@ def parse_targets(values: Iterable[str]) -> list[Target]:
         if target not in targets:
             targets.append(target)
     return targets
+
+
+def check_calibration_source(targets: list[Target], has_train_data: bool) -> None:
+    """Without --data, an int8 target still needs calibration images: from --train-data, or an error."""
+    int8 = [t.name for t in targets if t.needs_calibration]
+    if int8 and not has_train_data:
+        raise EdgeResNetError(f"{', '.join(int8)} needs calibration images, and no --data is given",
+                              "pass --data (or --train-data) with a folder, .zip or .npz of images, labelled or not")
