@@ -90,7 +90,7 @@ class TargetBench(BaseModel):
 
 
 class BenchReport(BaseModel):
-    """bench.json: documented in README ("edgeresnet bench"); bump the version on any change."""
+    """bench.json: documented in docs/devices.md; bump the version on any change."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     schema_version: int = BENCH_SCHEMA_VERSION
