@@ -413,3 +413,16 @@ def test_cli_recipes_show_fails_in_one_line(tmp_path):
     path = write(tmp_path, MALFORMED["unknown key"][0], "bad.yaml")
     line = error_line(run_cli("recipes", "show", path, "-o", "qat.epochs=2"))
     assert line.startswith(f"error: {path}:4: unknown key 'epoch' in stage 'qat'"), line
+
+
+def test_example_recipes_of_the_repository_resolve():
+    from pathlib import Path
+
+    from edgeresnet.recipes import load_recipe
+
+    examples = sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.yaml"))
+    assert len(examples) >= 3
+    for path in examples:
+        recipe = load_recipe(str(path))
+        assert recipe.name == path.stem and recipe.targets, path
+        assert path.read_text().startswith("# "), f"{path.name} needs a header comment saying what it is for"
