@@ -371,10 +371,23 @@ def _run_pipeline(model, data, train_data, targets, out, overwrite, calibration_
             failed, report = error, error.report
     if report is None:  # a torchrun process other than rank 0: it trained, rank 0 reports
         return
-    log(f"wrote {out}")
     _print_run(out, report, as_json)
+    _closing_summary(out, report)
     if failed:
         raise failed
+
+
+def _closing_summary(out: Path, report) -> None:
+    """What was written and what to run next, on stderr (stdout holds the results), as exporters
+    like `yolo export` end."""
+    from .report import human_size
+
+    log(f"wrote {out}:")
+    for row in report.results:
+        if row.file:
+            log(f"  {out / row.file}  ({human_size(row.size_bytes)})")
+    log(f"next: edgeresnet bench {out}   (latency, memory and accuracy here; --ssh USER@DEVICE on a device)")
+    log(f"      edgeresnet report {out}  (comparison table and plots)")
 
 
 def _print_run(out: Path, report, as_json: bool) -> None:

@@ -186,7 +186,8 @@ def _lead(model: Model, data: ImageDataset, targets: list[Target], out: Path, re
             for source, group in grouped(sources):
                 artifacts += export(source.model, group, run, samples=samples,
                                     calibration=calibration.pixels if calibration else None,
-                                    config=options.export, threads=options.threads, ptq=calibration_config)
+                                    config=options.export, threads=options.threads, ptq=calibration_config,
+                                    log=log)
 
         limit = max_accuracy_drop  # resolved by compress(): the flag, else the recipe's, and none without labels
         described = describe_data(data, fingerprint)

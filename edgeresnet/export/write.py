@@ -9,9 +9,10 @@ a CoreML package on Linux is checked by its spec instead (Core ML runs only on m
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -95,6 +96,7 @@ def export(
     config: ExportConfig = ExportConfig(),
     threads: int | None = None,
     ptq: PtqConfig = PtqConfig(),
+    log: Callable[[str], None] | None = None,
 ) -> list[Artifact]:
     """Write one directory per target under `out_dir`; `model` is a Model, a path or an nn.Module.
 
@@ -115,9 +117,10 @@ def export(
     if config.image_input and model.in_chans != 3:
         raise ConversionError(f"--image-input makes files that take RGB camera images; this model takes "
                               f"{model.in_chans}-channel input", "export it without --image-input")
+    say = log or (lambda message: None)  # a line per step and per file: conversions take minutes
     work = out_dir / ".work"
     tensors = normalize(samples, model.preprocess)
-    sources = _quantized_sources(model, targets, calibration, ptq)
+    sources = _quantized_sources(model, targets, calibration, ptq, say)
     # A TFLite file is checked against the exact simulation of its arithmetic where the layout has one.
     references = {target: exact_reference(reference_model(sources[target], target), target, config.image_input)
                   for target in targets}
@@ -130,16 +133,18 @@ def export(
             answers[id(reference)] = reference.predictor()(tensors)
     logits = {target: answers[id(m)] for target, m in references.items()}
     float_logits = answers[id(model)] if model.qat is None else None
-    paths, simulated = {}, {}
+    paths, simulated, converted = {}, {}, {}
     for index, (source, group) in enumerate(grouped(sources)):
         # Each source model its own work folder: the TFLite worker reuses a SavedModel it finds there.
-        group_paths, group_simulated = _convert(source, group, out_dir, work / f"model-{index}", tensors, logits,
-                                                calibration, config)
+        group_paths, group_simulated, group_seconds = _convert(source, group, out_dir, work / f"model-{index}", tensors, logits,
+                                                calibration, config, say)
         paths.update(group_paths)
         simulated.update(group_simulated)
+        converted.update(group_seconds)
     described = model.describe()  # hashes every weight: once, not once per target
     artifacts = []
     for target in targets:
+        started = time.perf_counter()
         path = paths[target]
         image_input = config.image_input and target.takes_images
         files = file_hashes(path)
@@ -172,12 +177,22 @@ def export(
         if model.labels:  # what an app's label list reads (Android's Task Library, a Swift array)
             (path.parent / LABELS_NAME).write_text("".join(f"{label}\n" for label in model.labels))
         artifacts.append(Artifact(target, path, manifest))
+        say(f"{target.name}: {path.name}, {manifest.size_bytes / 1024:.1f} KB, {_checked(manifest)} "
+            f"(converted in {converted[target]:.1f} s, checked in {time.perf_counter() - started:.1f} s)")
     shutil.rmtree(work, ignore_errors=True)
     return artifacts
 
 
+def _checked(manifest: Manifest) -> str:
+    """How the file was checked, in a few words, for the line export prints per file."""
+    fidelity = manifest.fidelity
+    if fidelity is None:
+        return f"not run here ({(manifest.validation or {}).get('runtime_check', 'no runtime')}); spec checked"
+    return f"agrees with {fidelity.reference} on {fidelity.agreement:.2f}% of {fidelity.samples} images"
+
+
 def _quantized_sources(model: Model, targets: list[Target], calibration: np.ndarray | None,
-                       config: PtqConfig) -> dict[Target, Model]:
+                       config: PtqConfig, say: Callable[[str], None]) -> dict[Target, Model]:
     """The model each target is converted from: for an int8 target of a float model, the ptq
     stage's simulator of that runtime where the layout has one; else ``model``."""
     from ..stages.ptq import ptq, supports
@@ -188,7 +203,10 @@ def _quantized_sources(model: Model, targets: list[Target], calibration: np.ndar
         scheme = SIMULATED_SCHEMES.get(target.name)
         if model.qat is None and scheme and calibration is not None and len(calibration) and supports(model, scheme):
             if scheme not in by_scheme:
+                started = time.perf_counter()
+                say(f"ptq: choosing {target.name}'s parameters in its simulator on {len(calibration)} images")
                 by_scheme[scheme] = ptq(model, calibration, scheme, config)
+                say(f"ptq: {scheme} parameters chosen ({time.perf_counter() - started:.1f} s)")
             sources[target] = by_scheme[scheme]
         else:
             sources[target] = model
@@ -255,8 +273,10 @@ def _trained_for(model: Model, target: Target) -> bool:
 
 
 def _convert(model: Model, targets: list[Target], out_dir: Path, work: Path, tensors: np.ndarray,
-             logits: dict[Target, np.ndarray], calibration: np.ndarray | None, config: ExportConfig):
-    """Write every target's file; returns {target: path} and, for coreml-w8a8, its simulated fidelity."""
+             logits: dict[Target, np.ndarray], calibration: np.ndarray | None, config: ExportConfig,
+             say: Callable[[str], None] = lambda message: None):
+    """Write every target's file; returns {target: path}, for coreml-w8a8 its simulated fidelity, and
+    {target: seconds its conversion took} (the TFLite files share one run)."""
     spec = model.preprocess
     # Every converter but coremltools reads ONNX, except OpenVINO's for a model trained for it.
     if any(target.runtime in ("onnx", "tflite", "tensorrt")
@@ -264,11 +284,14 @@ def _convert(model: Model, targets: list[Target], out_dir: Path, work: Path, ten
         onnx_path = export_onnx(model.float_view(), work / "model.onnx")
     # NNCF and coremltools calibrate on normalised tensors; TFLite's worker takes the pixels.
     normalized = None if calibration is None else normalize(calibration, spec)
-    paths, simulated = {}, {}
+    paths, simulated, seconds = {}, {}, {}
     for target in targets:
         directory = out_dir / target.name
         directory.mkdir(parents=True, exist_ok=True)
         paths[target] = path = directory / f"{model.arch}-{target.name}{target.suffix}"
+        if target.runtime != "tflite":
+            say(f"{target.name}: converting")
+        started = time.perf_counter()
         if target.runtime == "onnx":
             shutil.copy(onnx_path, path)
         elif target.runtime == "openvino":
@@ -287,13 +310,18 @@ def _convert(model: Model, targets: list[Target], out_dir: Path, work: Path, ten
                                                    name=f"{path.name} (simulated in PyTorch)",
                                                    minimum=config.min_agreement)
             export_coreml(converted, path, target.precision, image_input=config.image_input)
+        seconds[target] = time.perf_counter() - started
     tflite = {t.precision: paths[t] for t in targets if t.runtime == "tflite"}
     if tflite:  # one onnx2tf run and one TensorFlow start-up for every precision
+        say(f"{', '.join(t.name for t in targets if t.runtime == 'tflite')}: converting (onnx2tf and TensorFlow, "
+            "one run for all)")
+        started = time.perf_counter()
         export_tflite(onnx_path, tflite, workdir=work / "tflite", samples=tensors, calibration=calibration,
                       preprocess=spec, image_input=config.image_input, io_dtypes=config.tflite_io,
                       description=_tflite_description(model, config.image_input),
                       qat=_tflite_ranges(model, calibration) if "int8" in tflite else None)
-    return paths, simulated
+        seconds.update({t: time.perf_counter() - started for t in targets if t.runtime == "tflite"})
+    return paths, simulated, seconds
 
 
 def _tflite_ranges(model: Model, calibration: np.ndarray | None) -> dict | None:
