@@ -38,7 +38,9 @@ data_option = click.option("--data", type=click.Path(path_type=Path), callback=_
                                 "`samples`: the 300 CIFAR-10 images edgeresnet embeds.")
 limit_option = click.option("--limit", type=click.IntRange(min=1), help="Evaluate a seeded random subset of this many images.")
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsets and calibration.")
-threads_option = click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="CPU threads for inference.")
+# One default everywhere (compress, export, prune, bench): every core, as an app on the device gets them.
+threads_option = click.option("--threads", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1,
+                              show_default="all cores", help="CPU threads for inference.")
 
 
 def _stack(*decorators):
@@ -244,7 +246,6 @@ def _print_json(payload) -> None:
 run_options = _stack(
     model_argument,
     data_option,
-    click.option("--train-data", type=click.Path(path_type=Path), callback=_data_path, help="Training images: what training stages learn on, pruning ranks channels on and int8 calibrates on (default for calibration: --data); calibration and distill with alpha 1 take unlabelled images."),
     click.option("--target", "targets", multiple=True,
                  help="Export target, repeatable or comma-separated (see `edgeresnet targets`)."),
     click.option("--out", type=click.Path(path_type=Path), help="Run directory (default: runs/<arch>-<time>)."),
@@ -261,20 +262,28 @@ run_options = _stack(
                  help="Top-1 agreement (percent) each file must reach with what it is checked against [default: "
                       "an int8 file against the simulation of its runtime's integer arithmetic 99.5, against "
                       "float PyTorch where no simulation exists 95; fp16 99.9, fp32 100]."),
-    click.option("--max-accuracy-drop", type=click.FloatRange(0, 100), metavar="POINTS",
-                 help="Fail the run (exit code 3, artifacts kept and marked failed) when a file loses more top-1 "
-                      "points than this against the input model [default: the recipe's max_accuracy_drop; "
-                      "no check without a recipe]."),
     evaluation_options,
 )
 
 
+def _train_data_option(help_text: str):
+    return click.option("--train-data", type=click.Path(path_type=Path), callback=_data_path, help=help_text)
+
+
+def _max_drop_option(default_text: str):
+    return click.option("--max-accuracy-drop", type=click.FloatRange(0, 100), metavar="POINTS",
+                        help="Fail the run (exit code 3, artifacts kept and marked failed) when a file loses more "
+                             f"top-1 points than this against the input model [default: {default_text}].")
+
+
 @main.command()
 @run_options
+@_train_data_option("Images int8 targets calibrate on, labelled or not [default: --data].")
+@_max_drop_option("no check")
 def export(**options):
     """Export MODEL to each --target, verify each file against PyTorch, and measure it on --data.
 
-    int8 targets are quantized after training, calibrated on --train-data (or --data).
+    int8 targets are calibrated on --train-data (or --data).
     --data may be unlabelled: files are calibrated, verified and timed, and accuracy reads
     "no labels". Without --data, targets that need no calibration (onnx, fp32, fp16) are
     verified and timed on the embedded sample images, unlabelled, resized to the model's input.
@@ -285,6 +294,10 @@ def export(**options):
 
 @main.command()
 @run_options
+@_train_data_option("Training images: what training stages learn on, pruning ranks channels on and int8 calibrates "
+                    "on [default for calibration: --data]; calibration and distill with alpha 1 take unlabelled "
+                    "images.")
+@_max_drop_option("the recipe's max_accuracy_drop; no check without a recipe")
 @click.option("--recipe", help="Stages to run: a builtin name (see `edgeresnet recipes list`) or a YAML file. "
                                "Default: none, quantize after training only.")
 @click.option("-o", "--set", "overrides", multiple=True, metavar="STAGE.KEY=VALUE",
@@ -569,7 +582,8 @@ def evaluate_command(model, data, arch, trust_checkpoint, limit, seed, threads, 
 @click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed inferences.")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed inferences first.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per inference.")
-@click.option("--device", default="CPU", show_default=True, help="OpenVINO device (CPU, GPU, NPU).")
+@click.option("--openvino-device", "device", default="CPU", show_default=True,
+              help="The device OpenVINO files run on (CPU, GPU, NPU); --device is compress's training device.")
 @limit_option
 @seed_option
 @click.option("--output", type=click.Path(path_type=Path), help="Also write the JSON result to this file.")
@@ -744,7 +758,7 @@ def recipes_list(as_json):
 
 @recipes_group.command("show")
 @click.argument("recipe", metavar="NAME_OR_PATH")
-@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+@click.option("-o", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Change a setting, e.g. qat.epochs=2 or targets=[tflite-int8]; repeatable.")
 @json_option
 def recipes_show(recipe, overrides, as_json):

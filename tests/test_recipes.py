@@ -404,7 +404,7 @@ def test_cli_recipes_show_with_override(tmp_path):
 
 
 def test_cli_recipes_show_json():
-    result = CliRunner().invoke(main, ["recipes", "show", "qat-int8", "--override", "qat.epochs=2", "--json"])
+    result = CliRunner().invoke(main, ["recipes", "show", "qat-int8", "--set", "qat.epochs=2", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == load_recipe("qat-int8", ["qat.epochs=2"]).to_dict()
 
