@@ -675,11 +675,11 @@ def _emit_bench(report, output, as_json) -> None:
 def report_command(runs, out, max_accuracy_drop, as_json):
     """Compare RUNS (run directories, benchmarked on one or more devices) in one table and three plots,
     and name per device the fastest file within the accuracy budget."""
-    from .comparison import load_runs, markdown, verdicts, write_comparison
+    from .comparison import load_sources, markdown, verdicts, write_comparison
 
-    rows, hosts = load_runs(list(runs))
-    notes = verdicts(rows, hosts, max_accuracy_drop)
-    written = write_comparison(list(runs), rows, out, notes)
+    rows, sources = load_sources(list(runs))
+    notes = verdicts(rows, {(source.run, source.device): source.host for source in sources}, max_accuracy_drop)
+    written = write_comparison(list(runs), rows, out, notes, sources)
     for path in written:
         log(f"wrote {path}")
     if as_json:

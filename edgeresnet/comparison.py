@@ -39,11 +39,44 @@ class Row:
         return f"{self.run} / {self.device}"
 
 
+@dataclass(frozen=True)
+class Source:
+    """One result file a comparison read: where, when and how its rows were measured, and the
+    rows it could not measure (Core ML off macOS, a runtime that failed) with the reason."""
+
+    run: str
+    device: str
+    created: str | None
+    host: dict
+    threads: int | None
+    runs: int | None
+    batch: int | None
+    images: str
+    unmeasured: tuple[tuple[str, str, str], ...]  # (target, status, why)
+
+    @property
+    def label(self) -> str:
+        return f"{self.run} / {self.device}"
+
+    def describe(self) -> str:
+        cpu = self.host.get("cpu") or "unknown CPU"
+        board = f", {self.host['board']}" if self.host.get("board") else ""
+        timing = f"{self.threads} threads, batch {self.batch}, {self.runs} timed runs" if self.threads else "compress's timing"
+        return f"{self.label}: {cpu}{board}; {timing}; {self.images}; measured {self.created or 'at an unrecorded time'}"
+
+
 def load_runs(run_dirs: list[Path]) -> tuple[list[Row], dict[tuple[str, str], dict]]:
     """The rows of every run's bench-*.json (or, never benchmarked, its report.json), and the
     host block of each (run, device) they were measured on: what a device's verdict needs."""
+    rows, sources = load_sources(run_dirs)
+    return rows, {(source.run, source.device): source.host for source in sources}
+
+
+def load_sources(run_dirs: list[Path]) -> tuple[list[Row], list[Source]]:
+    """The rows of every run's bench-*.json (or, never benchmarked, its report.json), and what
+    each of those files says of how it measured them."""
     rows: list[Row] = []
-    hosts: dict[tuple[str, str], dict] = {}
+    sources: list[Source] = []
     for run_dir in run_dirs:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
@@ -53,15 +86,26 @@ def load_runs(run_dirs: list[Path]) -> tuple[list[Row], dict[tuple[str, str], di
             for path in benches:
                 report = _read_json(path)
                 rows += _bench_rows(run_dir.name, report)
-                hosts[(run_dir.name, report["device"])] = report.get("host") or {}
+                config, data = report.get("config") or {}, report.get("data") or {}
+                sources.append(Source(
+                    run_dir.name, report["device"], report.get("created"), report.get("host") or {},
+                    config.get("threads"), config.get("runs"), config.get("batch"),
+                    f"{data['samples']} images of {Path(data.get('source', '')).name}" if data else "no data",
+                    tuple((r["target"], r["status"], r.get("note") or "") for r in report["results"]
+                          if r["status"] != "ok")))
         elif (run_dir / "report.json").is_file():
             report = _read_json(run_dir / "report.json")
             rows += _report_rows(run_dir.name, report)
-            hosts[(run_dir.name, "export host")] = report.get("host") or {}
+            data = report.get("data") or {}
+            sources.append(Source(
+                run_dir.name, "export host", None, report.get("host") or {}, None, None, None,
+                f"{data.get('samples')} images of {data.get('name')}",
+                tuple((r["target"], "not run", r.get("note") or "") for r in report["results"]
+                      if not (r.get("latency") or {}).get("p50_ms"))))
         else:
             raise EdgeResNetError(f"{run_dir} holds neither bench-*.json nor report.json",
                                   "run `edgeresnet compress`, then `edgeresnet bench` on it")
-    return rows, hosts
+    return rows, sources
 
 
 def verdicts(rows: list[Row], hosts: dict[tuple[str, str], dict], max_drop: float = 1.0) -> list[str]:
@@ -141,17 +185,28 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_html(rows: list[Row], title: str, notes: list[str] = ()) -> str:
+def measured_on(sources: list[Source]) -> list[str]:
+    """One line per result file (host, date, threads, runs, images), then the files it did not measure."""
+    lines = [source.describe() for source in sources]
+    lines += [f"{source.label}: {target} {status}: {why}" for source in sources for target, status, why in
+              source.unmeasured]
+    return lines
+
+
+def to_html(rows: list[Row], title: str, notes: list[str] = (), sources: list[Source] = ()) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(row)) + "</tr>"
                    for row in sorted(rows, key=_order))
+    listed = "".join(f"<li>{html.escape(line)}</li>" for line in measured_on(list(sources)))
+    measured = f"<h2>Measured on</h2><ul>{listed}</ul>" if listed else ""
     images = "".join(f'<p><img src="{name}" alt="{name}"></p>' for name in PLOTS)
     if notes:
         images = "<h2>Per device</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>" + images
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:nth-child(-n+3){text-align:left}</style>"
-            f"</head><body><h1>{html.escape(title)}</h1><table><tr>{head}</tr>{body}</table>{images}</body></html>\n")
+            f"</head><body><h1>{html.escape(title)}</h1>{measured}<table><tr>{head}</tr>{body}</table>{images}"
+            "</body></html>\n")
 
 
 def _order(row: Row):
@@ -167,42 +222,62 @@ def plots(rows: list[Row], out: Path) -> list[Path]:
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    # One colour per target, one marker per run and device: both stay readable with many of each.
+    targets = sorted({row.target for row in rows})
+    palette = [*plt.cm.tab10.colors, *plt.cm.Dark2.colors]  # distinct hues first; tab20's pairs look alike
+    colours = {target: palette[i % len(palette)] for i, target in enumerate(targets)}
     labels = sorted({row.label for row in rows})
-    colours = {label: plt.cm.tab10(i % 10) for i, label in enumerate(labels)}
+    markers = {label: "osD^vP*Xh<>"[i % 11] for i, label in enumerate(labels)}
     written = []
 
-    figure, axes = plt.subplots(figsize=(8, 5))
+    figure, axes = plt.subplots(figsize=(9, 5.5))
     points = [row for row in rows if row.p50_ms is not None and row.top1 is not None]
     for row in points:
-        axes.scatter(row.p50_ms, row.top1, color=colours[row.label])
-        axes.annotate(row.target, (row.p50_ms, row.top1), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    for label in labels:
-        axes.scatter([], [], color=colours[label], label=label)
-    if points:
-        axes.set_xscale("log")  # PyTorch eager and int8 files lie an order of magnitude apart
-    else:  # every run measured on unlabelled images: latency without accuracy
+        axes.scatter(row.p50_ms, row.top1, color=colours[row.target], marker=markers[row.label], s=40)
+    spread = max(r.p50_ms for r in points) / min(r.p50_ms for r in points) if points else 1.0
+    if spread > 10:  # PyTorch eager and int8 files an order of magnitude apart: log scale, plain labels
+        axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        axes.xaxis.set_minor_formatter(NullFormatter())  # the minor labels overlapped the major ones
+    if not points:  # every run measured on unlabelled images: latency without accuracy
         axes.text(0.5, 0.5, "no labels: no accuracy to plot", ha="center", va="center", transform=axes.transAxes)
-    axes.set(xlabel="p50 latency, batch 1 (ms, log scale)", ylabel="top-1 (%)", title="Latency against accuracy")
-    axes.legend(fontsize=7)
+    axes.set(xlabel=f"p50 latency, batch 1 (ms{', log scale' if spread > 10 else ''})", ylabel="top-1 (%)",
+             title="Latency against accuracy")
+    handles = [axes.scatter([], [], color=colours[t], marker="o", label=t) for t in targets if
+               any(r.target == t for r in points)]
+    handles += [axes.scatter([], [], color="grey", marker=markers[label], label=label) for label in labels]
+    axes.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     written.append(_save(figure, out / PLOTS[0]))
 
-    targets = sorted({row.target for row in rows})
-    sizes = {}
-    for row in rows:
-        sizes.setdefault(row.target, row.size_bytes)
-    figure, axes = plt.subplots(figsize=(8, 4))
-    axes.barh(targets, [sizes[t] / 1024 for t in targets], color="tab:blue")
-    axes.set(xlabel="size (KB)", title="File size per target")
+    bars = size_bars(rows)
+    runs = sorted({run for _, _, run in bars})
+    run_colours = {run: plt.cm.tab10(i % 10) for i, run in enumerate(runs)}
+    figure, axes = plt.subplots(figsize=(9, max(3, 0.3 * len(bars) + 1)))
+    axes.barh([name for name, _, _ in bars], [kb for _, kb, _ in bars], color=[run_colours[run] for *_, run in bars])
+    axes.invert_yaxis()
+    axes.set(xlabel="size (KB)", title="File size per target and run")
     written.append(_save(figure, out / PLOTS[1]))
 
     timed = [row for row in rows if row.samples_ms]
-    figure, axes = plt.subplots(figsize=(8, max(3, 0.35 * len(timed) + 1)))
+    figure, axes = plt.subplots(figsize=(9, max(3, 0.35 * len(timed) + 1)))
     if timed:
-        axes.boxplot([row.samples_ms for row in timed], vert=False, showfliers=False)
+        boxes = axes.boxplot([row.samples_ms for row in timed], vert=False, showfliers=False, patch_artist=True)
+        for box, row in zip(boxes["boxes"], timed):
+            box.set_facecolor(colours[row.target])
         axes.set_yticks(range(1, len(timed) + 1), [f"{row.target} ({row.label})" for row in timed], fontsize=7)
     axes.set(xlabel="latency per inference (ms)", title="Latency distribution (whiskers: 1.5 IQR)")
     written.append(_save(figure, out / PLOTS[2]))
     return written
+
+
+def size_bars(rows: list[Row]) -> list[tuple[str, float, str]]:
+    """(bar name, KB, run) of every run's file of every target: a pruned run's files are smaller,
+    so one run's sizes do not stand for another's."""
+    sized = sorted({(row.run, row.target): row.size_bytes for row in rows if not row.target.startswith("pytorch")}
+                   .items(), key=lambda item: (item[0][1], item[0][0]))
+    return [(f"{target} ({run})", size / 1024, run) for (run, target), size in sized]
 
 
 def _save(figure, path: Path) -> Path:
@@ -214,14 +289,18 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def write_comparison(run_dirs: list[Path], rows: list[Row], out: Path, notes: list[str] = ()) -> list[Path]:
-    """Write the tables and plots of `rows` (load_runs(run_dirs)), and `notes` (``verdicts``), into `out`."""
+def write_comparison(run_dirs: list[Path], rows: list[Row], out: Path, notes: list[str] = (),
+                     sources: list[Source] = ()) -> list[Path]:
+    """Write the tables and plots of `rows` (load_sources(run_dirs)), `notes` (``verdicts``) and where
+    each result was measured (``sources``) into `out`."""
     if not rows:
         raise EdgeResNetError("no measured results in " + ", ".join(map(str, run_dirs)),
                               "benchmark the runs with `edgeresnet bench` first")
     out.mkdir(parents=True, exist_ok=True)
     title = "edgeresnet: " + ", ".join(Path(d).name for d in run_dirs)
     listed = "".join(f"- {note}\n" for note in notes)
-    (out / "comparison.md").write_text(f"# {title}\n\n" + markdown(rows) + (f"\n## Per device\n\n{listed}" if notes else ""))
-    (out / "comparison.html").write_text(to_html(rows, title, notes))
+    measured = "".join(f"- {line}\n" for line in measured_on(list(sources)))
+    (out / "comparison.md").write_text(f"# {title}\n\n" + (f"Measured on:\n\n{measured}\n" if measured else "")
+                                       + markdown(rows) + (f"\n## Per device\n\n{listed}" if notes else ""))
+    (out / "comparison.html").write_text(to_html(rows, title, notes, sources))
     return [out / "comparison.md", out / "comparison.html", *plots(rows, out)]
