@@ -53,6 +53,7 @@ class Source:
     batch: int | None
     images: str
     unmeasured: tuple[tuple[str, str, str], ...]  # (target, status, why)
+    baseline_top1: float | None = None  # PyTorch FP32's top-1 on the same images, which deltas are against
 
     @property
     def label(self) -> str:
@@ -62,7 +63,9 @@ class Source:
         cpu = self.host.get("cpu") or "unknown CPU"
         board = f", {self.host['board']}" if self.host.get("board") else ""
         timing = f"{self.threads} threads, batch {self.batch}, {self.runs} timed runs" if self.threads else "compress's timing"
-        return f"{self.label}: {cpu}{board}; {timing}; {self.images}; measured {self.created or 'at an unrecorded time'}"
+        baseline = "" if self.baseline_top1 is None else f" (PyTorch FP32 top-1 {self.baseline_top1:.2f}%)"
+        return (f"{self.label}: {cpu}{board}; {timing}; {self.images}{baseline}; "
+                f"measured {self.created or 'at an unrecorded time'}")
 
 
 def load_runs(run_dirs: list[Path]) -> tuple[list[Row], dict[tuple[str, str], dict]]:
@@ -92,7 +95,9 @@ def load_sources(run_dirs: list[Path]) -> tuple[list[Row], list[Source]]:
                     config.get("threads"), config.get("runs"), config.get("batch"),
                     f"{data['samples']} images of {Path(data.get('source', '')).name}" if data else "no data",
                     tuple((r["target"], r["status"], r.get("note") or "") for r in report["results"]
-                          if r["status"] != "ok")))
+                          if r["status"] != "ok"),
+                    next((r["accuracy"]["baseline_top1"] for r in report["results"]
+                          if (r.get("accuracy") or {}).get("baseline_top1") is not None), None)))
         elif (run_dir / "report.json").is_file():
             report = _read_json(run_dir / "report.json")
             rows += _report_rows(run_dir.name, report)
@@ -101,7 +106,8 @@ def load_sources(run_dirs: list[Path]) -> tuple[list[Row], list[Source]]:
                 run_dir.name, "export host", None, report.get("host") or {}, None, None, None,
                 f"{data.get('samples')} images of {data.get('name')}",
                 tuple((r["target"], "not run", r.get("note") or "") for r in report["results"]
-                      if not (r.get("latency") or {}).get("p50_ms"))))
+                      if not (r.get("latency") or {}).get("p50_ms")),
+                next((r["top1"] for r in report["results"] if r["target"] == "pytorch-fp32"), None)))
         else:
             raise EdgeResNetError(f"{run_dir} holds neither bench-*.json nor report.json",
                                   "run `edgeresnet compress`, then `edgeresnet bench` on it")
@@ -174,7 +180,7 @@ def _cells(row: Row) -> list[str]:
 
     measured = row.labelled or row.p50_ms is None  # a row not run here says nothing of labels
     no_labels = "" if measured else NO_LABELS
-    delta = fmt(row.delta_top1, "{:+.2f}") or ("" if row.target.startswith("pytorch") else no_labels)
+    delta = fmt(None if row.delta_top1 is None else round(row.delta_top1, 2) + 0.0, "{:+.2f}")  # no "-0.00" or ("" if row.target.startswith("pytorch") else no_labels)
     return [row.run, row.device, row.target, human_size(row.size_bytes), fmt(row.top1, "{:.2f}%") or no_labels, delta, fmt(row.agreement, "{:.2f}%"), fmt(row.p50_ms, "{:.3f} ms"),
             fmt(row.p99_ms, "{:.3f} ms"), fmt(row.throughput_ips, "{:.0f}"), fmt(row.peak_rss_mb, "{:.0f} MB")]
 
