@@ -512,6 +512,18 @@ def progress_bar(*columns, disable: bool = False):
     )
 
 
+def working(description: str):
+    """A spinner with the time elapsed, on stderr, for a step that cannot count its progress (a
+    converter in another process, a simulator's calibration passes); gone when the step ends."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    progress = Progress(SpinnerColumn(), TextColumn(description), TimeElapsedColumn(), console=Console(stderr=True),
+                        transient=True)
+    progress.add_task(description, total=None)
+    return progress
+
+
 def sample_pixels(dataset: ImageDataset, spec: Preprocess, n: int, seed: int = 0) -> np.ndarray:
     """``n`` seeded images (all of them if fewer), resized and cropped: one NHWC uint8 RGB batch.
 

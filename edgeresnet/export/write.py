@@ -17,7 +17,7 @@ from typing import Callable, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..data import normalize
+from ..data import normalize, working
 from ..errors import ConversionError, TargetError
 from ..manifest import Fidelity, Manifest, TensorSpec, artifact_sha256, file_hashes, tool_versions, write_manifest
 from ..model import Model
@@ -205,7 +205,8 @@ def _quantized_sources(model: Model, targets: list[Target], calibration: np.ndar
             if scheme not in by_scheme:
                 started = time.perf_counter()
                 say(f"ptq: choosing {target.name}'s parameters in its simulator on {len(calibration)} images")
-                by_scheme[scheme] = ptq(model, calibration, scheme, config)
+                with working(f"ptq: {scheme} simulator"):
+                    by_scheme[scheme] = ptq(model, calibration, scheme, config)
                 say(f"ptq: {scheme} parameters chosen ({time.perf_counter() - started:.1f} s)")
             sources[target] = by_scheme[scheme]
         else:
@@ -316,10 +317,11 @@ def _convert(model: Model, targets: list[Target], out_dir: Path, work: Path, ten
         say(f"{', '.join(t.name for t in targets if t.runtime == 'tflite')}: converting (onnx2tf and TensorFlow, "
             "one run for all)")
         started = time.perf_counter()
-        export_tflite(onnx_path, tflite, workdir=work / "tflite", samples=tensors, calibration=calibration,
-                      preprocess=spec, image_input=config.image_input, io_dtypes=config.tflite_io,
-                      description=_tflite_description(model, config.image_input),
-                      qat=_tflite_ranges(model, calibration) if "int8" in tflite else None)
+        with working("TFLite conversion"):
+            export_tflite(onnx_path, tflite, workdir=work / "tflite", samples=tensors, calibration=calibration,
+                          preprocess=spec, image_input=config.image_input, io_dtypes=config.tflite_io,
+                          description=_tflite_description(model, config.image_input),
+                          qat=_tflite_ranges(model, calibration) if "int8" in tflite else None)
         seconds.update({t: time.perf_counter() - started for t in targets if t.runtime == "tflite"})
     return paths, simulated, seconds
 
