@@ -84,6 +84,11 @@ def results_table(report: RunReport):
         )
     # Rows measured only in part (a TensorRT file where no GPU is) say why under the table.
     notes = [f"{row.target}: {row.note}" for row in report.results if row.note and row.agreement is not None]
+    if any(row.target.startswith("pytorch") and row.latency for row in report.results):
+        # Measured the same way, but eager PyTorch's OpenMP threads wait on each other whenever another
+        # process holds a core (seen: 2.5 ms idle, 50-400 ms beside a busy process): not a runtime to ship.
+        notes.append("pytorch-fp32 latency: eager PyTorch in this process, for reference; compare the files "
+                     "with each other")
     if notes:
         table.caption = "\n".join(notes)
     return table
