@@ -66,7 +66,7 @@ def main() -> None:
             benches = []
             for attempt in ("engine built", "engine cached"):
                 start = time.perf_counter()
-                timed([str(BIN / "edgeresnet"), "bench", str(run), "--output", str(run / f"bench-{len(benches)}.json")],
+                timed([str(BIN / "edgeresnet"), "bench", str(run), "--json-out", str(run / f"bench-{len(benches)}.json")],
                       Path(tmp) / f"{model}-bench.log")
                 report = json.loads((run / f"bench-{len(benches)}.json").read_text())
                 benches.append({"attempt": attempt, "seconds": round(time.perf_counter() - start, 1),

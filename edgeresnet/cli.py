@@ -123,7 +123,7 @@ OTHER_TOOLS_FLAGS = {
     "--int8": "int8 is a target: --target tflite-int8, openvino-int8 or tensorrt-int8",
     "--half": "fp16 is a target: --target tflite-fp16, openvino-fp16, coreml-fp16 or tensorrt-fp16",
     "--imgsz": "the input size is --input-size",
-    "--output": "the run directory is --out",
+    "--output": "a run directory is --out; bench writes its JSON to a file with --json-out",
 }
 
 
@@ -586,7 +586,8 @@ def evaluate_command(model, data, arch, trust_checkpoint, limit, seed, threads, 
               help="The device OpenVINO files run on (CPU, GPU, NPU); --device is compress's training device.")
 @limit_option
 @seed_option
-@click.option("--output", type=click.Path(path_type=Path), help="Also write the JSON result to this file.")
+@click.option("--json-out", "output", type=click.Path(path_type=Path), metavar="FILE",
+              help="Also write the JSON result to this file (--out names directories, on other commands).")
 @click.option("--ssh", "ssh_destination", metavar="[USER@]HOST",
               help="Run on this device over SSH: copies the artifacts, --data and the runner, brings the JSON back.")
 @click.option("--ssh-config", type=click.Path(path_type=Path, exists=True, dir_okay=False),
@@ -647,7 +648,7 @@ def _emit_bench(report, output, as_json) -> None:
 
     payload = report.model_dump_json(indent=2)
     # Beside the run, for `edgeresnet report` (one file's result merged into the run's); and
-    # wherever --output says, as measured.
+    # wherever --json-out says, as measured.
     beside, merged = result_destination(report)
     beside.write_text(merged.model_dump_json(indent=2) + "\n")
     log(f"wrote {beside}" + (f" ({len(merged.results)} files)" if merged is not report else ""))

@@ -31,7 +31,7 @@ def run_dir(tmp_path_factory):
 def test_bench_reports_latency_memory_and_the_accuracy_export_measured(run_dir, tmp_path):
     out, exported = run_dir
     result = run_cli("bench", out, "--runs", "30", "--warmup", "3", "--threads", "2", "--json",
-                     "--output", tmp_path / "bench.json")
+                     "--json-out", tmp_path / "bench.json")
     assert result.returncode == 0, result.stderr[-2000:]
     report = BenchReport.model_validate_json(result.stdout)
     assert json.loads((tmp_path / "bench.json").read_text()) == json.loads(result.stdout)
@@ -147,7 +147,7 @@ def test_a_runtime_that_fails_fails_its_row_and_the_others_are_measured(run_dir,
     (hidden / "openvino").mkdir(parents=True)
     (hidden / "openvino" / "__init__.py").write_text("raise ImportError('openvino is not installed')\n")
     done = subprocess.run([sys.executable, "-m", "edgeresnet", "bench", str(out), "--runs", "2", "--limit", "20",
-                           "--json", "--output", str(tmp_path / "bench.json")],
+                           "--json", "--json-out", str(tmp_path / "bench.json")],
                           capture_output=True, text=True, env={"PYTHONPATH": str(hidden), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 3, done.stderr[-2000:]
     assert "Traceback" not in done.stderr

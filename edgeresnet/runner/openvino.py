@@ -22,7 +22,9 @@ class OpenVINOModel(Runtime):
         if device == "CPU":
             # Pinned to f32: on CPUs with AVX512-BF16 or AMX the CPU plugin otherwise runs f32
             # and f16 models in bfloat16 (8-bit mantissa), silently, and the file would be
-            # judged by arithmetic it does not hold (int8 layers run int8 either way).
+            # judged by arithmetic it does not hold (int8 layers run int8 either way). On ARM the
+            # default is f16 (measured under qemu as a Cortex-A76, OpenVINO 2026.4: the demo
+            # openvino-int8 file lost 0.33 points in f16; examples/raspberrypi/README.md).
             config["INFERENCE_PRECISION_HINT"] = "f32"
             if threads:
                 config["INFERENCE_NUM_THREADS"] = threads

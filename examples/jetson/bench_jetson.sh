@@ -10,5 +10,5 @@ cd "$(dirname "$0")/../.."
 # Over --ssh the files go to a fresh directory on the Jetson each time, so each bench builds
 # the engines again (the build is the rows' load time); a bench run on the Jetson itself
 # caches them in runs/jetson/tensorrt-*/engines/ and starts in a second the next time.
-.venv/bin/edgeresnet bench runs/jetson --ssh "$DEVICE" --remote-python "$REMOTE_PYTHON" --output runs/jetson/bench-jetson.json
+.venv/bin/edgeresnet bench runs/jetson --ssh "$DEVICE" --remote-python "$REMOTE_PYTHON" --json-out runs/jetson/bench-jetson.json
 .venv/bin/edgeresnet report runs/jetson --out runs/jetson/comparison

@@ -5,7 +5,8 @@
 set -euo pipefail
 WHEEL=${1:?"usage: setup_device.sh edgeresnet-<version>-py3-none-any.whl (built with build_wheel.sh)"}
 VENV=${VENV:-$HOME/edgeresnet-runner}
-sudo apt-get install -y python3-venv
+SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)  # root (a container, a chroot) has no sudo to ask
+$SUDO apt-get install -y python3-venv
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install --upgrade pip
 "$VENV/bin/pip" install "${WHEEL}[runner]"   # LiteRT, OpenVINO (ARM CPU plugin), onnxruntime
