@@ -180,7 +180,8 @@ def _cells(row: Row) -> list[str]:
 
     measured = row.labelled or row.p50_ms is None  # a row not run here says nothing of labels
     no_labels = "" if measured else NO_LABELS
-    delta = fmt(None if row.delta_top1 is None else round(row.delta_top1, 2) + 0.0, "{:+.2f}")  # no "-0.00" or ("" if row.target.startswith("pytorch") else no_labels)
+    rounded = None if row.delta_top1 is None else round(row.delta_top1, 2) + 0.0  # + 0.0: no "-0.00"
+    delta = fmt(rounded, "{:+.2f}") or ("" if row.target.startswith("pytorch") else no_labels)
     return [row.run, row.device, row.target, human_size(row.size_bytes), fmt(row.top1, "{:.2f}%") or no_labels, delta, fmt(row.agreement, "{:.2f}%"), fmt(row.p50_ms, "{:.3f} ms"),
             fmt(row.p99_ms, "{:.3f} ms"), fmt(row.throughput_ips, "{:.0f}"), fmt(row.peak_rss_mb, "{:.0f} MB")]
 

@@ -21,3 +21,11 @@ def shared() -> Path:
     if path is None:
         pytest.skip("fixtures not found: set EDGERESNET_SHARED or place shared/ beside the repository")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _no_terminal_width(monkeypatch):
+    """Tables come out as a pipe gets them (120 columns), whatever width the test runner's own
+    terminal (or pytest-xdist, for its workers) put in COLUMNS; a test that wants a width sets it."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)

@@ -80,7 +80,7 @@ def remote_bench(path: Path, data: Path | None, config: BenchConfig, device: SSH
 
 def _bench_command(device: SSHDevice, workdir: str, data: Path | None, config: BenchConfig) -> str:
     args = ["-m", "edgeresnet", "bench", "run", "--json", "--runs", str(config.runs), "--warmup",
-            str(config.warmup), "--batch", str(config.batch), "--device", config.device, "--seed", str(config.seed)]
+            str(config.warmup), "--batch", str(config.batch), "--openvino-device", config.device, "--seed", str(config.seed)]
     if config.threads:  # else every core of the device
         args += ["--threads", str(config.threads)]
     if config.limit:
