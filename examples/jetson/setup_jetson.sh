@@ -11,6 +11,9 @@ $SUDO apt-get install -y python3-venv python3-libnvinfer   # python3-libnvinfer:
 python3 -m venv --system-site-packages "$VENV"
 "$VENV/bin/pip" install --upgrade pip
 "$VENV/bin/pip" install "${WHEEL}[runner]"   # LiteRT, OpenVINO and onnxruntime for the CPU rows
+# A wheel rebuilt at the same version (a checkout moved on) replaces the one installed: pip
+# would otherwise keep the old code, as "already satisfied".
+"$VENV/bin/pip" install --force-reinstall --no-deps "$WHEEL"
 "$VENV/bin/python" -c "import tensorrt; print('TensorRT', tensorrt.__version__)"
 # The runner finds the GPU, TensorRT and CUDA's runtime library, or says what is missing.
 "$VENV/bin/python" -c "

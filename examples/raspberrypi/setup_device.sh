@@ -10,6 +10,9 @@ $SUDO apt-get install -y python3-venv
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install --upgrade pip
 "$VENV/bin/pip" install "${WHEEL}[runner]"   # LiteRT, OpenVINO (ARM CPU plugin), onnxruntime
+# A wheel rebuilt at the same version (a checkout moved on) replaces the one installed: pip
+# would otherwise keep the old code, as "already satisfied".
+"$VENV/bin/pip" install --force-reinstall --no-deps "$WHEEL"
 "$VENV/bin/python" -c "import importlib.util as u; assert not u.find_spec('torch') and not u.find_spec('tensorflow')"
 "$VENV/bin/edgeresnet" --version
 echo "runner ready: $VENV/bin/python"
