@@ -80,8 +80,11 @@ class ImageDataset:
         self._reader = reader
         self._index = np.arange(len(names), dtype=np.int64) if index is None else index
         self._content = content  # the npz pixels: an npz has no file names to fingerprint
-        self._labels = (labels[self._index].astype(np.int64) if labels is not None
-                        else np.full(len(self._index), -1, dtype=np.int64))
+        self._labels = (
+            labels[self._index].astype(np.int64)
+            if labels is not None
+            else np.full(len(self._index), -1, dtype=np.int64)
+        )
         self._labels.flags.writeable = False
 
     def __len__(self) -> int:
@@ -135,11 +138,14 @@ class ImageDataset:
         if tuple(classes) == self.classes or not self.labelled:
             return self
         if sorted(classes) != sorted(self.classes):
-            raise DataError(f"the data's classes {list(self.classes)[:5]} are not the model's {list(classes)[:5]}",
-                            "use data with one folder per class the model predicts")
+            raise DataError(
+                f"the data's classes {list(self.classes)[:5]} are not the model's {list(classes)[:5]}",
+                "use data with one folder per class the model predicts",
+            )
         position = np.array([list(classes).index(name) for name in self.classes], dtype=np.int64)
-        return ImageDataset(self.source, classes, self._names, position[self._all_labels], self._reader,
-                            self._index, self._content)
+        return ImageDataset(
+            self.source, classes, self._names, position[self._all_labels], self._reader, self._index, self._content
+        )
 
     def fingerprint(self) -> str:
         """A short hash of the classes, the samples' relative paths and labels.
@@ -192,7 +198,7 @@ def open_dataset(path: str | os.PathLike) -> ImageDataset:
 
 def _open_folder(root: Path) -> ImageDataset:
     files = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    for dirpath, _dirnames, filenames in os.walk(root, followlinks=True):
         rel = Path(dirpath).relative_to(root).as_posix()
         here = "" if rel == "." else rel + "/"
         files += [here + f for f in filenames]
@@ -248,8 +254,10 @@ def _image_folder(files: list[str], where: str) -> tuple[str, list[str], list[st
     """
     files = sorted(f for f in files if not _ignored(f))
     if not files:
-        raise DataError(f"data set {where} is empty", "put images in ImageFolder layout root/<class>/<image>, "
-                                                      "or loose images root/<image> for unlabelled data")
+        raise DataError(
+            f"data set {where} is empty",
+            "put images in ImageFolder layout root/<class>/<image>, or loose images root/<image> for unlabelled data",
+        )
     prefix, files = _strip_wrappers(files)
 
     images = [f for f in files if is_image_name(f)]
@@ -300,8 +308,10 @@ def _strip_wrappers(files: list[str]) -> tuple[str, list[str]]:
 
 
 def _open_npz(path: Path) -> ImageDataset:
-    hint = ("save it with np.savez(path, images=<N,H,W,3 uint8>, labels=<N ints>, classes=<optional names>); "
-            "without labels, images alone")
+    hint = (
+        "save it with np.savez(path, images=<N,H,W,3 uint8>, labels=<N ints>, classes=<optional names>); "
+        "without labels, images alone"
+    )
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
@@ -336,8 +346,9 @@ def _open_npz(path: Path) -> ImageDataset:
         return Image.fromarray(images[k], "RGB")
 
     names = [str(i) for i in range(len(images))]
-    return ImageDataset(str(path), classes, names, None if labels is None else labels.astype(np.int64), read,
-                        content=images)
+    return ImageDataset(
+        str(path), classes, names, None if labels is None else labels.astype(np.int64), read, content=images
+    )
 
 
 def _decode(fp, name: str) -> Image.Image:
@@ -454,8 +465,8 @@ def batches(
 
     ``normalized`` gives float32 ready for a float model; without it, the uint8 RGB
     pixels (for an artifact that takes images and normalises them itself). ``progress``
-    draws a rich bar with that description on stderr. ``workers`` threads decode images; 1 decodes in the calling thread, and
-    None chooses from the size of the first image.
+    draws a rich bar with that description on stderr. ``workers`` threads decode images; 1
+    decodes in the calling thread, and None chooses from the size of the first image.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -518,8 +529,9 @@ def working(description: str):
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    progress = Progress(SpinnerColumn(), TextColumn(description), TimeElapsedColumn(), console=Console(stderr=True),
-                        transient=True)
+    progress = Progress(
+        SpinnerColumn(), TextColumn(description), TimeElapsedColumn(), console=Console(stderr=True), transient=True
+    )
     progress.add_task(description, total=None)
     return progress
 

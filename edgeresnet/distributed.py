@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from .errors import EdgeResNetError
 
@@ -105,11 +106,15 @@ def check_device(name: str) -> None:
 
     if name == "cuda" and not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
-        raise EdgeResNetError(f"--device cuda: PyTorch sees no CUDA GPU here (torch {torch.__version__}, {build})",
-                              "use --device cpu, or install a CUDA build of torch on a machine with a GPU")
+        raise EdgeResNetError(
+            f"--device cuda: PyTorch sees no CUDA GPU here (torch {torch.__version__}, {build})",
+            "use --device cpu, or install a CUDA build of torch on a machine with a GPU",
+        )
     if name == "mps" and not torch.backends.mps.is_available():
-        raise EdgeResNetError("--device mps: Apple's Metal backend is not available here",
-                              "use --device cpu, or run on a Mac with Apple silicon")
+        raise EdgeResNetError(
+            "--device mps: Apple's Metal backend is not available here",
+            "use --device cpu, or run on a Mac with Apple silicon",
+        )
 
 
 def training_device(name: str):

@@ -92,9 +92,7 @@ def evaluate(
     sample = dataset.subset(limit, seed)
     labelled = sample.labelled
     predictions, right, in_topk = [], 0, 0
-    for inputs, labels in batches(
-        sample, spec, batch_size, layout=layout, normalized=normalized, progress=progress
-    ):
+    for inputs, labels in batches(sample, spec, batch_size, layout=layout, normalized=normalized, progress=progress):
         logits = np.asarray(predict(inputs))
         if logits.shape[0] != len(inputs):
             raise ValueError(f"predict returned {logits.shape} for a batch of {len(inputs)} images")

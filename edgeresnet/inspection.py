@@ -55,8 +55,11 @@ def summary_table(summary: dict[str, Any]):
     facts.add_row("parameters", f"{summary['params']:,}")
     facts.add_row("MACs", f"{summary['macs'] / 1e6:,.1f} M at {summary['input_size']}x{summary['input_size']}")
     labels = summary.get("labels")
-    facts.add_row("classes", str(summary["num_classes"]) + (f" ({', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''})"
-                                                            if labels else ""))
+    facts.add_row(
+        "classes",
+        str(summary["num_classes"])
+        + (f" ({', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''})" if labels else ""),
+    )
     facts.add_row("stage widths", " / ".join(map(str, summary["stage_widths"])))
 
     groups = Table(title="Channels tied by residual additions (pruned together or not at all)")
@@ -65,7 +68,9 @@ def summary_table(summary: dict[str, Any]):
     for group in summary["residual_groups"]:
         pad = group["padded_from"]
         padded = f"{pad['source']} -> channels {pad['offset']}..{pad['offset'] + pad['channels'] - 1}" if pad else ""
-        groups.add_row(group["stage"], str(group["channels"]), _names(group["producers"]), _names(group["consumers"]), padded)
+        groups.add_row(
+            group["stage"], str(group["channels"]), _names(group["producers"]), _names(group["consumers"]), padded
+        )
     return Group(facts, groups)
 
 

@@ -22,8 +22,7 @@ from torch import Tensor, nn
 
 from edgeresnet.errors import ArchitectureError, CheckpointError
 from edgeresnet.intake.layouts import Canonical, candidates
-from edgeresnet.models.detect import (ArchSpec, apply_state_dict, detect, mismatch, shapes_only, spec_of,
-                                      spec_with_plan)
+from edgeresnet.models.detect import ArchSpec, apply_state_dict, detect, mismatch, shapes_only, spec_of, spec_with_plan
 from edgeresnet.preprocess import Preprocess
 
 # Where training scripts commonly nest the weights; other entries (epoch, optimizer,
@@ -101,8 +100,9 @@ def read_model(
     return _from_weights(state_dict, arch)
 
 
-def _from_weights(state_dict: dict[str, Tensor], arch: str | ArchSpec | None,
-                  config: Mapping[str, Any] | None = None, **facts: Any) -> Intake:
+def _from_weights(
+    state_dict: dict[str, Tensor], arch: str | ArchSpec | None, config: Mapping[str, Any] | None = None, **facts: Any
+) -> Intake:
     if arch is not None:
         spec, canonical = _spec(arch, state_dict), Canonical("edgeresnet", state_dict)
     else:
@@ -145,7 +145,8 @@ def _detect(state_dict: Mapping[str, Tensor], config: Mapping[str, Any] | None =
             return detect(canonical.state_dict, **canonical.known), canonical
         except ArchitectureError as error:
             first_error = first_error or ArchitectureError(
-                f"{error.message} (read as {canonical.layout} weights)", error.hint)
+                f"{error.message} (read as {canonical.layout} weights)", error.hint
+            )
     assert first_error is not None  # candidates() always offers at least one layout
     raise first_error
 
@@ -202,13 +203,16 @@ def _from_module(module: nn.Module, arch: str | ArchSpec | None) -> Intake:
             raise
         return _opaque(module, origin)
     if own:
-        return Intake(copy.deepcopy(module).float().eval(), intake.spec, "edgeresnet", intake.num_classes,
-                      intake.in_chans)
+        return Intake(
+            copy.deepcopy(module).float().eval(), intake.spec, "edgeresnet", intake.num_classes, intake.in_chans
+        )
     if _same_function(module, intake, hub_config is not None):
         return intake
     if hub_config is not None:
-        raise ArchitectureError(f"the {origin} computes something the ResNet rebuilt from its weights does not",
-                                "save it with save_pretrained() and report the folder as a bug")
+        raise ArchitectureError(
+            f"the {origin} computes something the ResNet rebuilt from its weights does not",
+            "save it with save_pretrained() and report the folder as a bug",
+        )
     return _opaque(module, origin)
 
 
@@ -240,7 +244,8 @@ def _same_function(module: nn.Module, intake: Intake, hub: bool) -> bool:
         if not isinstance(expected, Tensor):
             return False
         return expected.shape == (shape[0], intake.num_classes) and torch.allclose(
-            intake.module(example), expected, **_EQUIVALENT)
+            intake.module(example), expected, **_EQUIVALENT
+        )
 
 
 def declared_input_shape(module: nn.Module) -> tuple[int, ...] | None:
@@ -271,8 +276,10 @@ def _opaque(module: nn.Module, origin: str) -> Intake:
         )
     intake = Intake(copied, None, "module", heads[-1][0], convs[0][1], input_shape=declared_input_shape(module))
     if not _has_residual_addition(intake):
-        raise ArchitectureError(f"the {origin} is not a ResNet: its traced graph has no residual addition",
-                                hint="edgeresnet takes ResNets (convs with identity or projection shortcuts)")
+        raise ArchitectureError(
+            f"the {origin} is not a ResNet: its traced graph has no residual addition",
+            hint="edgeresnet takes ResNets (convs with identity or projection shortcuts)",
+        )
     return intake
 
 
@@ -287,7 +294,12 @@ def _has_residual_addition(intake: Intake) -> bool:
         return True
     adds = {operator.add, operator.iadd, torch.add}
     return any(
-        (node.op == "call_function" and node.target in adds or node.op == "call_method" and node.target in ("add", "add_"))
+        (
+            node.op == "call_function"
+            and node.target in adds
+            or node.op == "call_method"
+            and node.target in ("add", "add_")
+        )
         and sum(isinstance(arg, torch.fx.Node) for arg in node.args) == 2
         for node in graph.nodes
     )
@@ -322,8 +334,15 @@ def _wrong_arch_hint(state_dict: Mapping[str, Tensor]) -> str:
 
 
 # Files edgeresnet writes (or other exporters do) that users pass where a checkpoint goes.
-EXPORTED_SUFFIXES = {".tflite": "TFLite", ".onnx": "ONNX", ".xml": "OpenVINO IR", ".mlpackage": "Core ML",
-                     ".mlmodel": "Core ML", ".engine": "TensorRT engine", ".plan": "TensorRT engine"}
+EXPORTED_SUFFIXES = {
+    ".tflite": "TFLite",
+    ".onnx": "ONNX",
+    ".xml": "OpenVINO IR",
+    ".mlpackage": "Core ML",
+    ".mlmodel": "Core ML",
+    ".engine": "TensorRT engine",
+    ".plan": "TensorRT engine",
+}
 
 
 def _read(path: Path, trust: bool) -> Any:
@@ -346,9 +365,10 @@ def _read(path: Path, trust: bool) -> Any:
 def _sniff(path: Path) -> str:
     """What the file holds, judged by its bytes, not its name (a .bin may be anything)."""
     if path.suffix.lower() in EXPORTED_SUFFIXES:  # an exported file: no bytes decide what was meant
-        raise CheckpointError(f"{path.name} is an exported {EXPORTED_SUFFIXES[path.suffix.lower()]} file, not a "
-                              "PyTorch checkpoint", "pass the checkpoint it was exported from; "
-                              f"`edgeresnet bench {path}` measures the file itself")
+        raise CheckpointError(
+            f"{path.name} is an exported {EXPORTED_SUFFIXES[path.suffix.lower()]} file, not a PyTorch checkpoint",
+            f"pass the checkpoint it was exported from; `edgeresnet bench {path}` measures the file itself",
+        )
     with path.open("rb") as file:
         head = file.read(16)
     if head.startswith(b"PK\x03\x04"):
@@ -402,8 +422,7 @@ def _torch_load(path: Path, trust: bool) -> Any:
         if trust:
             raise CheckpointError(f"cannot unpickle {path}: {_first_line(error)}") from None
         raise CheckpointError(
-            f"refused to load {path}: it holds {_refused_object(error)}, and unpickling it "
-            "could run arbitrary code",
+            f"refused to load {path}: it holds {_refused_object(error)}, and unpickling it could run arbitrary code",
             hint="if you trust the file, pass --trust-checkpoint to load it anyway",
         ) from None
     except (ModuleNotFoundError, AttributeError) as error:
@@ -412,7 +431,7 @@ def _torch_load(path: Path, trust: bool) -> Any:
         raise CheckpointError(
             f"cannot unpickle {path}: the model's class is not importable here ({where})",
             hint="put the code that defines it on PYTHONPATH, or save model.state_dict() or a torch.export .pt2 "
-                 "file instead",
+            "file instead",
         ) from None
     except Exception as error:  # torch.load reports damage as many types; all mean the file
         raise CheckpointError(
@@ -432,8 +451,10 @@ def _check_zip_crc(path: Path) -> None:
     except (OSError, EOFError, zipfile.LargeZipFile, ValueError) as error:
         damaged = f"{type(error).__name__}: {error}"
     if damaged is not None:
-        raise CheckpointError(f"cannot read {path}: the file is truncated or corrupt (record {damaged} fails "
-                              "its checksum)", hint="save or download it again")
+        raise CheckpointError(
+            f"cannot read {path}: the file is truncated or corrupt (record {damaged} fails its checksum)",
+            hint="save or download it again",
+        )
 
 
 def _refused_object(error: Exception) -> str:

@@ -149,10 +149,14 @@ def read_manifest(path: Path) -> Manifest:
     try:
         return Manifest.model_validate(json.loads(path.read_text()))
     except FileNotFoundError:
-        raise EdgeResNetError(f"no manifest at {path}", "point at a directory written by `edgeresnet compress`") from None
+        raise EdgeResNetError(
+            f"no manifest at {path}", "point at a directory written by `edgeresnet compress`"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as exc:
         first = str(exc).splitlines()[0]
-        raise EdgeResNetError(f"{path} is not a valid edgeresnet manifest ({first})", "re-export the artifact") from None
+        raise EdgeResNetError(
+            f"{path} is not a valid edgeresnet manifest ({first})", "re-export the artifact"
+        ) from None
 
 
 def check_artifact(manifest: Manifest, directory: Path) -> Path:
@@ -163,6 +167,7 @@ def check_artifact(manifest: Manifest, directory: Path) -> Path:
         if not path.is_file():
             raise EdgeResNetError(f"{path} is missing", "re-export the artifact")
         if sha256_file(path) != expected:
-            raise EdgeResNetError(f"{path} does not match the sha256 in its manifest",
-                                  "the file changed after export: re-export it")
+            raise EdgeResNetError(
+                f"{path} does not match the sha256 in its manifest", "the file changed after export: re-export it"
+            )
     return directory / manifest.file

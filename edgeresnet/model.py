@@ -47,11 +47,11 @@ class Model:
     in_chans: int = 3  # 1 for a grayscale model
     layout: str = "edgeresnet"  # the source layout it was read in (see edgeresnet.intake.layouts)
 
-    def float_view(self) -> "Model":
+    def float_view(self) -> Model:
         """The model as plain float layers: itself, or a QAT model's folded float network."""
         return self if self.qat is None else self.replace(module=self.qat.float_module, qat=None)
 
-    def replace(self, **changes) -> "Model":
+    def replace(self, **changes) -> Model:
         return dataclasses.replace(self, **changes)
 
     def copy_module(self) -> nn.Module:

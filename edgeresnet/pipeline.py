@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-from torch import nn
 from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
 
 from . import distributed, interrupts
 from .data import ImageDataset, normalize, open_dataset, sample_pixels
@@ -52,8 +52,8 @@ from .runner.host import host_info
 from .runner.runtimes import open_artifact
 from .runner.timing import measure_latency
 from .stage_runs import Source, StageRunner, run_identity
-from .stages.ptq import PtqConfig, calibrate
 from .stages.load import as_model, fit_labels
+from .stages.ptq import PtqConfig, calibrate
 from .stages.qat import TARGET_SCHEMES
 from .training.config import Execution, TrainConfig
 from .training.loop import check_precision
@@ -130,19 +130,46 @@ def compress(
             for name, config in plan.stages:
                 current = runner.run(name, config, current, teacher=model, train=train_data, schemes=plan.schemes)
             return None
-        return _lead(model, data, targets, Path(out), recipe, train_data, options, plan, overwrite=overwrite,
-                     resume=resume, max_accuracy_drop=max_accuracy_drop, execution=execution, log=log)
+        return _lead(
+            model,
+            data,
+            targets,
+            Path(out),
+            recipe,
+            train_data,
+            options,
+            plan,
+            overwrite=overwrite,
+            resume=resume,
+            max_accuracy_drop=max_accuracy_drop,
+            execution=execution,
+            log=log,
+        )
 
 
-def _lead(model: Model, data: ImageDataset, targets: list[Target], out: Path, recipe: Recipe | None,
-          train_data: ImageDataset | None, options: CompressOptions, plan: "_Plan", *, overwrite: bool,
-          resume: bool, max_accuracy_drop: float | None, execution: Execution, log) -> RunReport:
+def _lead(
+    model: Model,
+    data: ImageDataset,
+    targets: list[Target],
+    out: Path,
+    recipe: Recipe | None,
+    train_data: ImageDataset | None,
+    options: CompressOptions,
+    plan: _Plan,
+    *,
+    overwrite: bool,
+    resume: bool,
+    max_accuracy_drop: float | None,
+    execution: Execution,
+    log,
+) -> RunReport:
     """compress on one process, or on rank 0 of several: every stage, every file."""
     calibration_config = plan.calibration or options.calibration
     seconds: dict[str, float] = {}
 
-    with resumable_directory(Path(out), overwrite=overwrite, resume=resume, keep=StageRunner.has_progress,
-                             log=log) as run:
+    with resumable_directory(
+        Path(out), overwrite=overwrite, resume=resume, keep=StageRunner.has_progress, log=log
+    ) as run:
         log = _logging_to(run / "log.txt", log)
 
         @contextmanager
@@ -161,8 +188,16 @@ def _lead(model: Model, data: ImageDataset, targets: list[Target], out: Path, re
         if recipe is not None:
             (run / "recipe.yaml").write_text(recipe.to_yaml())
         (run / "config.json").write_text(
-            json.dumps({"targets": [t.name for t in targets], "options": options.model_dump(),
-                        "execution": {**execution.model_dump(), "processes": world.size}}, indent=2) + "\n")
+            json.dumps(
+                {
+                    "targets": [t.name for t in targets],
+                    "options": options.model_dump(),
+                    "execution": {**execution.model_dump(), "processes": world.size},
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         spec = model.preprocess
         with stage("evaluate-fp32"):
             baseline = runner.record_input(model)
@@ -184,18 +219,37 @@ def _lead(model: Model, data: ImageDataset, targets: list[Target], out: Path, re
             samples = sample_pixels(data, spec, min(options.export.verify_samples, len(data)), seed=1)
             artifacts = []
             for source, group in grouped(sources):
-                artifacts += export(source.model, group, run, samples=samples,
-                                    calibration=calibration.pixels if calibration else None,
-                                    config=options.export, threads=options.threads, ptq=calibration_config,
-                                    log=log)
+                artifacts += export(
+                    source.model,
+                    group,
+                    run,
+                    samples=samples,
+                    calibration=calibration.pixels if calibration else None,
+                    config=options.export,
+                    threads=options.threads,
+                    ptq=calibration_config,
+                    log=log,
+                )
 
         limit = max_accuracy_drop  # resolved by compress(): the flag, else the recipe's, and none without labels
         described = describe_data(data, fingerprint)
         rows = [_pytorch_row(model, baseline, normalize(samples[:1], spec), options)]
         for artifact in sorted(artifacts, key=lambda a: targets.index(a.target)):
             with stage(f"evaluate-{artifact.target.name}"):
-                rows.append(_artifact_row(artifact, data, fingerprint, spec, samples[:1], baseline,
-                                          sources[artifact.target], options, limit, described))
+                rows.append(
+                    _artifact_row(
+                        artifact,
+                        data,
+                        fingerprint,
+                        spec,
+                        samples[:1],
+                        baseline,
+                        sources[artifact.target],
+                        options,
+                        limit,
+                        described,
+                    )
+                )
         failures = [reason for row in rows if (reason := _failure(row.target, row.delta_top1, limit))]
         records = runner.records
         (run / "stages.json").write_text(json.dumps([r.model_dump() for r in records], indent=2) + "\n")
@@ -204,16 +258,22 @@ def _lead(model: Model, data: ImageDataset, targets: list[Target], out: Path, re
             model=model.describe(),
             data=described,
             calibration=calibration.describe() if calibration else None,
-            results=rows, seconds=seconds, host=host_info(options.threads),
-            recipe=recipe.to_dict() if recipe is not None else None, stages=records,
-            max_accuracy_drop=limit, failures=failures,
+            results=rows,
+            seconds=seconds,
+            host=host_info(options.threads),
+            recipe=recipe.to_dict() if recipe is not None else None,
+            stages=records,
+            max_accuracy_drop=limit,
+            failures=failures,
         )
         (run / "report.json").write_text(report.model_dump_json(indent=2) + "\n")
     if failures:
-        failed = AccuracyDropError(f"{failures[0]}{f' (and {len(failures) - 1} more)' if len(failures) > 1 else ''}; "
-                                   f"the run is kept in {out}, marked failed in report.json and the manifests",
-                                   "train longer or prune less, or pass a larger --max-accuracy-drop knowingly",
-                                   report=report)
+        failed = AccuracyDropError(
+            f"{failures[0]}{f' (and {len(failures) - 1} more)' if len(failures) > 1 else ''}; "
+            f"the run is kept in {out}, marked failed in report.json and the manifests",
+            "train longer or prune less, or pass a larger --max-accuracy-drop knowingly",
+            report=report,
+        )
         raise failed
     return report
 
@@ -235,20 +295,25 @@ def _check_plan(recipe: Recipe | None, targets: list[Target], train_data: ImageD
     if qat is not None:
         wanted = [TARGET_SCHEMES[t.name] for t in targets if t.name in TARGET_SCHEMES]
         if not wanted:
-            raise EdgeResNetError(f"recipe {recipe.name} trains for int8 (qat) but no int8 target is asked for",
-                                  "add an int8 --target such as tflite-int8, or use a recipe without qat")
+            raise EdgeResNetError(
+                f"recipe {recipe.name} trains for int8 (qat) but no int8 target is asked for",
+                "add an int8 --target such as tflite-int8, or use a recipe without qat",
+            )
         scheme = qat.config.scheme
         if scheme != "auto" and any(w != scheme for w in wanted):
             other = next(t.name for t in targets if TARGET_SCHEMES.get(t.name, scheme) != scheme)
-            raise EdgeResNetError(f"recipe {recipe.name} trains qat for {scheme}'s int8 arithmetic, but {other} "
-                                  "needs its own", "set qat.scheme to auto (-o qat.scheme=auto) to train one per "
-                                  "int8 target, or drop that target")
+            raise EdgeResNetError(
+                f"recipe {recipe.name} trains qat for {scheme}'s int8 arithmetic, but {other} needs its own",
+                "set qat.scheme to auto (-o qat.scheme=auto) to train one per int8 target, or drop that target",
+            )
         schemes = list(dict.fromkeys(wanted))
     trains = [name for name, _ in stages if name in ("distill", "qat")]
     if trains and train_data is None:
-        raise EdgeResNetError(f"recipe {recipe.name} trains ({', '.join(trains)}) and needs training images",
-                              "pass --train-data with an ImageFolder, .zip or .npz (not the evaluation data; unlabelled "
-                              "images only with alpha 1)")
+        raise EdgeResNetError(
+            f"recipe {recipe.name} trains ({', '.join(trains)}) and needs training images",
+            "pass --train-data with an ImageFolder, .zip or .npz (not the evaluation data; unlabelled "
+            "images only with alpha 1)",
+        )
     return _Plan(stages=stages, schemes=schemes, calibration=ptq.config if ptq else None)
 
 
@@ -258,8 +323,10 @@ def embedded_samples(log: Callable[[str], None] = lambda message: None) -> Image
     from .assets import DEMO_DATA
 
     data = open_dataset(DEMO_DATA).unlabelled()
-    log(f"no --data given: verifying and timing on the {len(data)} embedded sample images of {DEMO_DATA.name}, "
-        "unlabelled and resized by the model's preprocessing (no accuracy: pass --data for it)")
+    log(
+        f"no --data given: verifying and timing on the {len(data)} embedded sample images of {DEMO_DATA.name}, "
+        "unlabelled and resized by the model's preprocessing (no accuracy: pass --data for it)"
+    )
     return data
 
 
@@ -267,8 +334,14 @@ def describe_data(data: ImageDataset, fingerprint: str) -> dict:
     """What report.json and every manifest record of the images the files were verified, evaluated and timed on."""
     from .assets import DEMO_DATA
 
-    described = {"name": Path(data.source).name, "source": data.source, "samples": len(data),
-                 "fingerprint": fingerprint, "classes": list(data.classes), "labelled": data.labelled}
+    described = {
+        "name": Path(data.source).name,
+        "source": data.source,
+        "samples": len(data),
+        "fingerprint": fingerprint,
+        "classes": list(data.classes),
+        "labelled": data.labelled,
+    }
     if not data.labelled and Path(data.source) == DEMO_DATA:
         described["embedded"] = True  # no --data: the embedded sample images, resized by the model's preprocessing
     return described
@@ -284,12 +357,16 @@ def _accuracy_limit(asked: float | None, recipe: Recipe | None, data: ImageDatas
     if data.labelled:
         return asked if asked is not None else recipe.max_accuracy_drop if recipe else None
     if asked is not None:
-        raise EdgeResNetError(f"--max-accuracy-drop compares top-1 against the input model, but {data.source} "
-                              "has no labels", "pass labelled --data (root/<class>/<image>), or drop "
-                              "--max-accuracy-drop and judge by the agreement column")
+        raise EdgeResNetError(
+            f"--max-accuracy-drop compares top-1 against the input model, but {data.source} has no labels",
+            "pass labelled --data (root/<class>/<image>), or drop "
+            "--max-accuracy-drop and judge by the agreement column",
+        )
     if recipe is not None and recipe.max_accuracy_drop is not None:
-        log(f"recipe {recipe.name}'s max_accuracy_drop ({recipe.max_accuracy_drop:g} points) is not checked: "
-            f"{Path(data.source).name} has no labels")
+        log(
+            f"recipe {recipe.name}'s max_accuracy_drop ({recipe.max_accuracy_drop:g} points) is not checked: "
+            f"{Path(data.source).name} has no labels"
+        )
     return None
 
 
@@ -297,7 +374,8 @@ def _learns_from_labels(recipe: Recipe | None) -> bool:
     """Whether a stage of ``recipe`` reads --train-data's labels (when it has any)."""
     return recipe is not None and any(
         stage.name in ("distill", "qat") or (stage.name == "prune" and stage.config.importance == "taylor")
-        for stage in recipe.stages)
+        for stage in recipe.stages
+    )
 
 
 def _check_unlabelled_training(recipe: Recipe | None, train_data: ImageDataset | None) -> None:
@@ -311,18 +389,24 @@ def _check_unlabelled_training(recipe: Recipe | None, train_data: ImageDataset |
             alpha = stage.config.alpha
             raise EdgeResNetError(
                 f"{stage.name} weighs the labels by {1 - alpha:g} (alpha {alpha:g}), and {train_data.source} has no "
-                f"labels", f"{hint}, or learn from the teacher alone with -o {stage.name}.alpha=1")
+                f"labels",
+                f"{hint}, or learn from the teacher alone with -o {stage.name}.alpha=1",
+            )
         if stage.name == "prune" and stage.config.importance == "taylor":
-            raise EdgeResNetError(f"prune's taylor importance needs labels, and {train_data.source} has none",
-                                  f"{hint}, or set -o prune.importance=l1 (or l2, bn)")
+            raise EdgeResNetError(
+                f"prune's taylor importance needs labels, and {train_data.source} has none",
+                f"{hint}, or set -o prune.importance=l1 (or l2, bn)",
+            )
 
 
 def _failure(target: str, delta_top1: float | None, limit: float | None) -> str | None:
     """Why a file that lost more than ``limit`` points of top-1 failed; None when it did not."""
     if limit is None or delta_top1 is None or -delta_top1 <= limit + 1e-9:
         return None
-    return (f"{target} lost {-delta_top1:.2f} points of top-1 against the input model, more than the "
-            f"{limit:g} --max-accuracy-drop allows")
+    return (
+        f"{target} lost {-delta_top1:.2f} points of top-1 against the input model, more than the "
+        f"{limit:g} --max-accuracy-drop allows"
+    )
 
 
 def _logging_to(path: Path, log: Callable[[str], None]) -> Callable[[str], None]:
@@ -343,14 +427,31 @@ def _pytorch_row(model: Model, baseline: Accuracy, one, options: CompressOptions
     predict = model.predictor(options.threads)
     size = sum(t.numel() * t.element_size() for t in model.module.state_dict().values())
     return ResultRow(
-        target="pytorch-fp32", file=None, size_bytes=size, top1=baseline.top1, top5=baseline.top5,
-        delta_top1=0.0 if baseline.labelled else None, agreement=100.0,
-        latency=measure_latency(lambda: predict(one), runs=options.latency_runs, warmup=options.latency_warmup).to_dict(),
+        target="pytorch-fp32",
+        file=None,
+        size_bytes=size,
+        top1=baseline.top1,
+        top5=baseline.top5,
+        delta_top1=0.0 if baseline.labelled else None,
+        agreement=100.0,
+        latency=measure_latency(
+            lambda: predict(one), runs=options.latency_runs, warmup=options.latency_warmup
+        ).to_dict(),
     )
 
 
-def _artifact_row(artifact: Artifact, data: ImageDataset, fingerprint: str, spec, pixels, baseline: Accuracy,
-                  source: Source, options, limit: float | None, described: dict) -> ResultRow:
+def _artifact_row(
+    artifact: Artifact,
+    data: ImageDataset,
+    fingerprint: str,
+    spec,
+    pixels,
+    baseline: Accuracy,
+    source: Source,
+    options,
+    limit: float | None,
+    described: dict,
+) -> ResultRow:
     """Evaluate and time one artifact; `pixels` is the image (uint8 NHWC RGB) it is timed on. Its
     manifest learns its accuracy (None on unlabelled data), what it was verified and measured on
     (``described``), and whether it failed the ``limit`` on lost top-1."""
@@ -360,30 +461,59 @@ def _artifact_row(artifact: Artifact, data: ImageDataset, fingerprint: str, spec
     if artifact.manifest.fidelity is None:  # no runtime for it here: its spec was validated instead
         write_manifest(artifact.manifest.model_copy(update=update), artifact.directory)
         check = (artifact.manifest.validation or {}).get("runtime_check", "no runtime on this host")
-        return ResultRow(target=artifact.target.name, file=file, size_bytes=artifact.manifest.size_bytes, top1=None,
-                         top5=None, delta_top1=None, agreement=None, latency=None, note=f"not run: {check}",
-                         source=source.stage)
+        return ResultRow(
+            target=artifact.target.name,
+            file=file,
+            size_bytes=artifact.manifest.size_bytes,
+            top1=None,
+            top5=None,
+            delta_top1=None,
+            agreement=None,
+            latency=None,
+            note=f"not run: {check}",
+            source=source.stage,
+        )
     # A TensorRT file where no NVIDIA GPU is: its graph's accuracy in onnxruntime on the CPU, and no
     # latency (a CPU's says nothing of the engine's); `bench` on the device measures the engine.
     elsewhere = _tensorrt_elsewhere(artifact)
-    runtime = open_artifact(artifact.path, options.threads, image_input=artifact.manifest.image_input,
-                            runtime="onnx" if elsewhere else None)
-    accuracy = evaluate(runtime, data, spec, batch_size=options.batch_size, progress=artifact.target.name,
-                        layout=runtime.input_layout, normalized=not runtime.image_input)
+    runtime = open_artifact(
+        artifact.path, options.threads, image_input=artifact.manifest.image_input, runtime="onnx" if elsewhere else None
+    )
+    accuracy = evaluate(
+        runtime,
+        data,
+        spec,
+        batch_size=options.batch_size,
+        progress=artifact.target.name,
+        layout=runtime.input_layout,
+        normalized=not runtime.image_input,
+    )
     update["accuracy"] = _accuracy_spec(accuracy, fingerprint)
     delta = round(accuracy.top1 - baseline.top1, 4) if accuracy.labelled and baseline.labelled else None
     update["failed"] = _failure(artifact.target.name, delta, limit)
     write_manifest(artifact.manifest.model_copy(update=update), artifact.directory)
     raw = runtime.to_raw(pixels if runtime.image_input else normalize(pixels, spec))
-    latency = None if elsewhere else measure_latency(lambda: runtime.invoke(raw), runs=options.latency_runs,
-                                                     warmup=options.latency_warmup).to_dict()
+    latency = (
+        None
+        if elsewhere
+        else measure_latency(
+            lambda: runtime.invoke(raw), runs=options.latency_runs, warmup=options.latency_warmup
+        ).to_dict()
+    )
     return ResultRow(
-        target=artifact.target.name, file=file, size_bytes=artifact.manifest.size_bytes,
-        top1=accuracy.top1, top5=accuracy.top5, delta_top1=delta,
-        agreement=round(agreement(accuracy.predictions, baseline.predictions), 3), latency=latency,
-        source=source.stage, source_agreement=round(agreement(accuracy.predictions, source.predictions), 3),
+        target=artifact.target.name,
+        file=file,
+        size_bytes=artifact.manifest.size_bytes,
+        top1=accuracy.top1,
+        top5=accuracy.top5,
+        delta_top1=delta,
+        agreement=round(agreement(accuracy.predictions, baseline.predictions), 3),
+        latency=latency,
+        source=source.stage,
+        source_agreement=round(agreement(accuracy.predictions, source.predictions), 3),
         note=f"accuracy of its ONNX in onnxruntime (CPU), no latency: {elsewhere}; bench it on the device"
-        if elsewhere else None,
+        if elsewhere
+        else None,
     )
 
 

@@ -36,7 +36,7 @@ class Preprocess(BaseModel):
     def channels(self) -> int:
         return 1 if self.channel_order == "L" else 3
 
-    def grayscale(self) -> "Preprocess":
+    def grayscale(self) -> Preprocess:
         """The same spec for a one-channel model: luma (as Pillow's "L"), the colours' mean statistics."""
         mean, std = sum(self.mean) / len(self.mean), sum(self.std) / len(self.std)
         return self.model_copy(update={"channel_order": "L", "mean": (mean,), "std": (std,)})
@@ -44,8 +44,10 @@ class Preprocess(BaseModel):
     @model_validator(mode="after")
     def _std_positive(self):
         if len(self.mean) != self.channels or len(self.std) != self.channels:
-            raise ValueError(f"{self.channel_order} needs {self.channels} mean and std values, "
-                             f"got {len(self.mean)} and {len(self.std)}")
+            raise ValueError(
+                f"{self.channel_order} needs {self.channels} mean and std values, "
+                f"got {len(self.mean)} and {len(self.std)}"
+            )
         if any(s <= 0 for s in self.std):
             raise ValueError("std values must be positive")
         if self.resize is not None and self.resize < self.input_size:
@@ -53,14 +55,14 @@ class Preprocess(BaseModel):
         return self
 
     @classmethod
-    def cifar(cls) -> "Preprocess":
+    def cifar(cls) -> Preprocess:
         return cls(input_size=32, resize=None)
 
     @classmethod
-    def imagenet(cls, input_size: int = 224) -> "Preprocess":
+    def imagenet(cls, input_size: int = 224) -> Preprocess:
         return cls(input_size=input_size, resize=round(input_size * 256 / 224))
 
     @classmethod
-    def for_family(cls, family: str) -> "Preprocess":
+    def for_family(cls, family: str) -> Preprocess:
         """The default for a model family: 'cifar' or 'imagenet'."""
         return cls.cifar() if family == "cifar" else cls.imagenet()

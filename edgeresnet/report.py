@@ -70,16 +70,21 @@ def results_table(report: RunReport):
     for row in report.results:
         source = (row.source or "", f"{row.source_agreement:.2f}%" if row.source_agreement is not None else "")
         if row.agreement is None:  # not run on this host
-            table.add_row(row.target, human_size(row.size_bytes), "", "", "", *(source if staged else ()),
-                          row.note or "not run")
+            table.add_row(
+                row.target, human_size(row.size_bytes), "", "", "", *(source if staged else ()), row.note or "not run"
+            )
             continue
         if row.top1 is None:
             top1, delta = NO_LABELS, "" if row.target.startswith("pytorch") else NO_LABELS
         else:
             top1, delta = f"{row.top1:.2f}%", "" if row.target.startswith("pytorch") else f"{row.delta_top1:+.2f}"
         table.add_row(
-            row.target, human_size(row.size_bytes), top1, delta,
-            f"{row.agreement:.2f}%", *(source if staged else ()),
+            row.target,
+            human_size(row.size_bytes),
+            top1,
+            delta,
+            f"{row.agreement:.2f}%",
+            *(source if staged else ()),
             "see note" if row.latency is None else f"{row.latency['p50_ms']:.3f} ms",
         )
     # Rows measured only in part (a TensorRT file where no GPU is) say why under the table.
@@ -87,8 +92,9 @@ def results_table(report: RunReport):
     if any(row.target.startswith("pytorch") and row.latency for row in report.results):
         # Measured the same way, but eager PyTorch's OpenMP threads wait on each other whenever another
         # process holds a core (seen: 2.5 ms idle, 50-400 ms beside a busy process): not a runtime to ship.
-        notes.append("pytorch-fp32 latency: eager PyTorch in this process, for reference; compare the files "
-                     "with each other")
+        notes.append(
+            "pytorch-fp32 latency: eager PyTorch in this process, for reference; compare the files with each other"
+        )
     if notes:
         table.caption = "\n".join(notes)
     return table
@@ -107,8 +113,15 @@ def stages_table(records: list[StageRecord]):
             top1, delta = NO_LABELS, "" if record is first else NO_LABELS
         else:
             top1, delta = f"{record.top1:.2f}%", "" if record is first else f"{record.top1 - first.top1:+.2f}"
-        table.add_row(record.stage, top1, delta, f"{record.macs / 1e6:.1f} M",
-                      f"{record.params / 1e3:.0f} k", human_size(record.size_bytes), f"{record.seconds:.0f} s")
+        table.add_row(
+            record.stage,
+            top1,
+            delta,
+            f"{record.macs / 1e6:.1f} M",
+            f"{record.params / 1e3:.0f} k",
+            human_size(record.size_bytes),
+            f"{record.seconds:.0f} s",
+        )
     return table
 
 
@@ -154,18 +167,23 @@ def bench_table(report):
     """A runner.bench.BenchReport for people: one row per artifact."""
     from rich.table import Table
 
-    data = (f"{report.data['samples']} {'' if report.data.get('labelled', True) else 'unlabelled '}images"
-            if report.data else "no data")
+    data = (
+        f"{report.data['samples']} {'' if report.data.get('labelled', True) else 'unlabelled '}images"
+        if report.data
+        else "no data"
+    )
     from .runner.host import int8_speed_notes
 
     host = report.host
     isa = ", ".join(host.get("isa") or []) or "not recorded"
     p50 = {row.target: row.latency["p50_ms"] for row in report.results if row.status == "ok" and row.latency}
-    table = Table(title=f"{report.source} on {report.device} ({host['cpu']}"
-                        f"{', ' + host['board'] if host.get('board') else ''}, {report.config.threads} threads, "
-                        f"batch {report.config.batch}, {data})",
-                  caption="\n".join([f"CPU features for int8: {isa}", *int8_speed_notes(p50, host)]),
-                  caption_justify="left")
+    table = Table(
+        title=f"{report.source} on {report.device} ({host['cpu']}"
+        f"{', ' + host['board'] if host.get('board') else ''}, {report.config.threads} threads, "
+        f"batch {report.config.batch}, {data})",
+        caption="\n".join([f"CPU features for int8: {isa}", *int8_speed_notes(p50, host)]),
+        caption_justify="left",
+    )
     # Nine columns, fit for 100: first inference, throughput and memory added by loading are in the JSON.
     width = max([len("target"), *(len(row.target) for row in report.results)])
     table.add_column("target", no_wrap=True, min_width=width)
@@ -179,11 +197,22 @@ def bench_table(report):
             continue
         accuracy, memory = row.accuracy, row.memory
         table.add_row(
-            row.target, human_size(row.size_bytes), f"{row.load_ms:.0f} ms",
-            f"{row.latency['p50_ms']:.3f}", f"{row.latency['p99_ms']:.3f}", f"{memory.peak_rss_mb:.0f} MB",
+            row.target,
+            human_size(row.size_bytes),
+            f"{row.load_ms:.0f} ms",
+            f"{row.latency['p50_ms']:.3f}",
+            f"{row.latency['p99_ms']:.3f}",
+            f"{memory.peak_rss_mb:.0f} MB",
             (f"{accuracy.top1:.2f}%" if accuracy.top1 is not None else NO_LABELS) if accuracy else "",
-            (f"{accuracy.delta_top1:+.2f}" if accuracy.delta_top1 is not None else
-             NO_LABELS if accuracy.top1 is None else "") if accuracy else "",
+            (
+                f"{accuracy.delta_top1:+.2f}"
+                if accuracy.delta_top1 is not None
+                else NO_LABELS
+                if accuracy.top1 is None
+                else ""
+            )
+            if accuracy
+            else "",
             f"{accuracy.agreement:.2f}%" if accuracy and accuracy.agreement is not None else "",
         )
         if row.note:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .errors import EdgeResNetError
 
@@ -20,13 +20,16 @@ def check_output_dir(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise EdgeResNetError(f"--out {out} is a file", "choose a directory path")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise EdgeResNetError(f"--out {out} already holds files", "choose another --out, or pass --overwrite to replace it")
+        raise EdgeResNetError(
+            f"--out {out} already holds files", "choose another --out, or pass --overwrite to replace it"
+        )
     parent = out.resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:  # a file where a folder should be, a read-only mount, no permission
-        raise EdgeResNetError(f"cannot create the folder of --out {out}: {error.strerror}",
-                              "choose an --out in a writable directory") from None
+        raise EdgeResNetError(
+            f"cannot create the folder of --out {out}: {error.strerror}", "choose an --out in a writable directory"
+        ) from None
     if not os.access(parent, os.W_OK):
         raise EdgeResNetError(f"cannot write to {parent}", "choose an --out in a writable directory")
 
@@ -52,14 +55,22 @@ def partial_path(out: Path) -> Path:
 
 
 @contextlib.contextmanager
-def resumable_directory(out: Path, *, overwrite: bool = False, resume: bool = False,
-                        keep: Callable[[Path], bool] = lambda staging: False, log=lambda message: None):
+def resumable_directory(
+    out: Path,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    keep: Callable[[Path], bool] = lambda staging: False,
+    log=lambda message: None,
+):
     """Like staged_directory, but an interrupted run whose work `keep` says is worth keeping
     stays in `.NAME.partial`, where `resume` continues it. Without `resume`, it starts over."""
     staging = partial_path(out)
     if resume and not staging.is_dir() and not overwrite and out.is_dir() and any(out.iterdir()):
-        raise EdgeResNetError(f"--out {out} holds a finished run: there is nothing to resume",
-                              "its results are in report.json; drop --resume and choose another --out to run again")
+        raise EdgeResNetError(
+            f"--out {out} holds a finished run: there is nothing to resume",
+            "its results are in report.json; drop --resume and choose another --out to run again",
+        )
     if resume and staging.is_dir():
         log(f"resuming the interrupted run in {staging}")
     else:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from pydantic import BaseModel
@@ -51,18 +51,21 @@ class Source:
     predictions: np.ndarray
 
 
-def run_identity(model: Model, data: ImageDataset, train_data: ImageDataset | None, recipe, targets: list[Target],
-                 options: BaseModel) -> dict:
+def run_identity(
+    model: Model, data: ImageDataset, train_data: ImageDataset | None, recipe, targets: list[Target], options: BaseModel
+) -> dict:
     """What decides a run's result: a resumed run must have been started with the same."""
-    return _as_json({
-        "model": model.fingerprint(),
-        "data": data.fingerprint(),
-        "train_data": train_data.fingerprint() if train_data is not None else None,
-        # The accuracy guard judges the result, it does not change it: a resume may move it.
-        "recipe": {k: v for k, v in recipe.to_dict().items() if k != "max_accuracy_drop"} if recipe else None,
-        "targets": [t.name for t in targets],
-        "options": options.model_dump(mode="json"),
-    })
+    return _as_json(
+        {
+            "model": model.fingerprint(),
+            "data": data.fingerprint(),
+            "train_data": train_data.fingerprint() if train_data is not None else None,
+            # The accuracy guard judges the result, it does not change it: a resume may move it.
+            "recipe": {k: v for k, v in recipe.to_dict().items() if k != "max_accuracy_drop"} if recipe else None,
+            "targets": [t.name for t in targets],
+            "options": options.model_dump(mode="json"),
+        }
+    )
 
 
 def _as_json(value: dict) -> dict:
@@ -70,8 +73,16 @@ def _as_json(value: dict) -> dict:
 
 
 class StageRunner:
-    def __init__(self, run: Path, identity: dict | None, data: ImageDataset | None, threads: int, batch_size: int,
-                 log: Callable[[str], None], execution: Execution = Execution()):
+    def __init__(
+        self,
+        run: Path,
+        identity: dict | None,
+        data: ImageDataset | None,
+        threads: int,
+        batch_size: int,
+        log: Callable[[str], None],
+        execution: Execution = Execution(),
+    ):
         self.root = run / "stages"
         self.data, self.threads, self.batch_size, self.log = data, threads, batch_size, log
         self.execution = execution
@@ -84,7 +95,7 @@ class StageRunner:
             _check_identity(run / IDENTITY_NAME, identity)
 
     @classmethod
-    def follower(cls, run: Path, execution: Execution) -> "StageRunner":
+    def follower(cls, run: Path, execution: Execution) -> StageRunner:
         """For a process other than rank 0: it takes part in the training stages of the run rank 0 writes."""
         return cls(run, None, None, 0, 0, lambda message: None, execution)
 
@@ -101,20 +112,33 @@ class StageRunner:
         self.records.append(_record("input", model, accuracy, time.perf_counter() - start))
         return accuracy
 
-    def run(self, name: str, config, current: Model, *, teacher: Model, train: ImageDataset | None,
-            schemes: list[str]) -> Model:
+    def run(
+        self, name: str, config, current: Model, *, teacher: Model, train: ImageDataset | None, schemes: list[str]
+    ) -> Model:
         """Run stage ``name``; returns the float model the next stage takes."""
         if name == "prune":
             from .stages.prune import prune
 
-            return self._saved("prune", current, lambda directory: (prune(current, config, data=train), []),
-                               trains=False)
+            return self._saved(
+                "prune", current, lambda directory: (prune(current, config, data=train), []), trains=False
+            )
         if name == "distill":
             from .stages.distill import distill
 
-            return self._saved("distill", current, lambda directory: distill(
-                current, teacher, config, train, checkpoint_dir=directory / "checkpoints", log=self.log,
-                execution=self.execution), trains=True)
+            return self._saved(
+                "distill",
+                current,
+                lambda directory: distill(
+                    current,
+                    teacher,
+                    config,
+                    train,
+                    checkpoint_dir=directory / "checkpoints",
+                    log=self.log,
+                    execution=self.execution,
+                ),
+                trains=True,
+            )
         if name == "qat":
             for scheme in schemes:
                 self._trained_qat(scheme, config, current, teacher, train)
@@ -170,8 +194,16 @@ class StageRunner:
         name = f"qat-{scheme}"
         directory = self._directory(name)
         start = time.perf_counter()
-        model, history = qat(current, config, train, scheme=scheme, teacher=teacher,
-                             checkpoint_dir=directory / "checkpoints", log=self.log, execution=self.execution)
+        model, history = qat(
+            current,
+            config,
+            train,
+            scheme=scheme,
+            teacher=teacher,
+            checkpoint_dir=directory / "checkpoints",
+            log=self.log,
+            execution=self.execution,
+        )
         if not self.main:
             return
         accuracy = self._evaluate(model, f"{name} top-1 (simulated int8)")
@@ -185,17 +217,22 @@ class StageRunner:
         self.records.append(record)
 
     def _evaluate(self, model: Model, description: str) -> Accuracy:
-        return evaluate(model.predictor(self.threads), self.data, model.preprocess, batch_size=self.batch_size,
-                        progress=description)
+        return evaluate(
+            model.predictor(self.threads), self.data, model.preprocess, batch_size=self.batch_size, progress=description
+        )
 
 
 def _record(name: str, model: Model, accuracy: Accuracy, seconds: float, history=()) -> StageRecord:
     float_module = model.float_view().module  # a QAT simulator's MACs are its float network's
     return StageRecord(
-        stage=name, top1=accuracy.top1, top5=accuracy.top5,
-        macs=count_macs(float_module, model.preprocess.input_size), params=count_params(float_module),
+        stage=name,
+        top1=accuracy.top1,
+        top5=accuracy.top5,
+        macs=count_macs(float_module, model.preprocess.input_size),
+        params=count_params(float_module),
         size_bytes=sum(t.numel() * t.element_size() for t in float_module.state_dict().values()),
-        seconds=round(seconds, 1), epochs=[vars(record) for record in history],
+        seconds=round(seconds, 1),
+        epochs=[vars(record) for record in history],
     )
 
 
@@ -208,7 +245,8 @@ def _check_identity(path: Path, identity: dict) -> None:
         if started.get(key) != value:
             raise EdgeResNetError(
                 f"the interrupted run in {path.parent} was started with a different {key.replace('_', ' ')}",
-                "rerun with the settings it was started with, or without --resume to start over")
+                "rerun with the settings it was started with, or without --resume to start over",
+            )
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -11,9 +11,17 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "Artifact": "write", "ExportConfig": "write", "export": "write", "grouped": "write", "reference_model": "write",
-    "LABELS_NAME": "write", "QAT_TARGETS": "write", "TOOLS": "write",
-    "TARGETS": "targets", "Target": "targets", "parse_targets": "targets",
+    "Artifact": "write",
+    "ExportConfig": "write",
+    "export": "write",
+    "grouped": "write",
+    "reference_model": "write",
+    "LABELS_NAME": "write",
+    "QAT_TARGETS": "write",
+    "TOOLS": "write",
+    "TARGETS": "targets",
+    "Target": "targets",
+    "parse_targets": "targets",
 }
 
 __all__ = ["Artifact", "ExportConfig", "TARGETS", "Target", "export", "parse_targets"]

@@ -69,19 +69,25 @@ def export_coreml(model: Model, output: Path, precision: str, *, image_input: bo
         raise EdgeResNetError(f"unknown Core ML precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
     output = Path(output)
     if output.suffix != ".mlpackage":
-        raise EdgeResNetError(f"a Core ML ML Program is a .mlpackage directory, not {output.name!r}",
-                              "name the output <model>.mlpackage")
+        raise EdgeResNetError(
+            f"a Core ML ML Program is a .mlpackage directory, not {output.name!r}", "name the output <model>.mlpackage"
+        )
     ct = import_coremltools()
     preprocess = model.preprocess
 
     module = model.copy_module().eval()  # never trace or mutate the caller's module
     if image_input:
         module, scale, bias = _image_wrapper(module, preprocess)
-        inputs = [ct.ImageType(
-            name=IMAGE_INPUT_NAME, shape=model.input_shape, scale=scale, bias=bias,
-            color_layout=ct.colorlayout.RGB if preprocess.channel_order == "RGB" else ct.colorlayout.BGR,
-            channel_first=True,
-        )]
+        inputs = [
+            ct.ImageType(
+                name=IMAGE_INPUT_NAME,
+                shape=model.input_shape,
+                scale=scale,
+                bias=bias,
+                color_layout=ct.colorlayout.RGB if preprocess.channel_order == "RGB" else ct.colorlayout.BGR,
+                channel_first=True,
+            )
+        ]
         classifier = ct.ClassifierConfig(list(model.labels)) if model.labels else None
         # A classifier's outputs are named by ClassifierConfig; naming the tensor it reads
         # would only rename the dict (to "<name>" instead of "classLabel_probs").
@@ -163,22 +169,29 @@ def _quantize_weights(ct, mlmodel):
     import coremltools.optimize.coreml as cto
 
     op_config = cto.OpLinearQuantizerConfig(
-        mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=0,
+        mode="linear_symmetric",
+        dtype="int8",
+        granularity="per_channel",
+        weight_threshold=0,
     )
     return cto.linear_quantize_weights(mlmodel, config=cto.OptimizationConfig(global_config=op_config))
 
 
 def _set_metadata(mlmodel, model: Model, precision: str, image_input: bool) -> None:
-    from .. import __version__
+    from .._version import __version__
 
     p = model.preprocess
     norm = f"mean {list(p.mean)} std {list(p.std)}"
     if image_input:
-        what = (f"{p.channel_order} {p.input_size}x{p.input_size} image in (normalised inside: {norm}); "
-                f"class probabilities out")
+        what = (
+            f"{p.channel_order} {p.input_size}x{p.input_size} image in (normalised inside: {norm}); "
+            f"class probabilities out"
+        )
     else:
-        what = (f"{p.channel_order} NCHW float32 (1,3,{p.input_size},{p.input_size}) in, already "
-                f"normalised as (x/255 - mean)/std with {norm}; logits out")
+        what = (
+            f"{p.channel_order} NCHW float32 (1,3,{p.input_size},{p.input_size}) in, already "
+            f"normalised as (x/255 - mean)/std with {norm}; logits out"
+        )
     mlmodel.author = "edgeresnet"
     mlmodel.version = __version__
     mlmodel.short_description = f"{model.arch} ({model.num_classes} classes, {precision}): {what}"
@@ -193,9 +206,12 @@ def _set_metadata(mlmodel, model: Model, precision: str, image_input: bool) -> N
     meta[_META_PREFIX + "source_sha256"] = model.options.get("source_sha256") or model.fingerprint()
     if image_input:
         mlmodel.input_description[IMAGE_INPUT_NAME] = (
-            f"{p.channel_order} image, {p.input_size}x{p.input_size} (resize/crop it first)")
+            f"{p.channel_order} image, {p.input_size}x{p.input_size} (resize/crop it first)"
+        )
     else:
-        mlmodel.input_description[INPUT_NAME] = f"normalised NCHW float32 image batch (1,3,{p.input_size},{p.input_size})"
+        mlmodel.input_description[INPUT_NAME] = (
+            f"normalised NCHW float32 image batch (1,3,{p.input_size},{p.input_size})"
+        )
         mlmodel.output_description[OUTPUT_NAME] = f"logits, (1,{model.num_classes})"
 
 
@@ -294,8 +310,11 @@ def _converter_quiet():
     level = logger.level
     logger.setLevel(logging.CRITICAL)
     try:
-        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()), \
-                warnings.catch_warnings():
+        with (
+            contextlib.redirect_stderr(io.StringIO()),
+            contextlib.redirect_stdout(io.StringIO()),
+            warnings.catch_warnings(),
+        ):
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -340,7 +359,8 @@ def _failing_layer(exc: BaseException) -> str | None:
                     # The scope is the module path, then the node's own output name.
                     module = ".".join([s for s in node.get_scope_info()[0] if s][:-1])
                     torch_at = f"torch op '{node.kind}'" + (
-                        f" in module '{module}'" if module else " in the top-level forward")
+                        f" in module '{module}'" if module else " in the top-level forward"
+                    )
                 elif op is not None and hasattr(op, "op_type") and hasattr(op, "name"):
                     mil_at = f"MIL op '{op.op_type}' ('{op.name}')"
             except Exception:  # the location is a courtesy; never hide the real error

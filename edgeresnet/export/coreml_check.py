@@ -19,17 +19,37 @@ from ..data import normalize
 from ..errors import EdgeResNetError, VerificationError
 from ..model import Model
 from .coreml import (
-    _META_PREFIX, IMAGE_INPUT_NAME, INPUT_NAME, OUTPUT_NAME, PRECISIONS, PROBABILITIES_NAME, _converter_quiet,
+    _META_PREFIX,
+    IMAGE_INPUT_NAME,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    PRECISIONS,
+    PROBABILITIES_NAME,
+    _converter_quiet,
     import_coremltools,
 )
 
 # MIL tensor data types -> the short names the manifest uses.
 _DTYPES = {
-    "FLOAT16": "fp16", "FLOAT32": "fp32", "FLOAT64": "fp64", "BFLOAT16": "bf16",
-    "INT4": "int4", "UINT4": "uint4", "INT8": "int8", "UINT8": "uint8",
-    "INT16": "int16", "UINT16": "uint16", "INT32": "int32", "UINT32": "uint32",
-    "INT64": "int64", "UINT1": "uint1", "UINT2": "uint2", "UINT3": "uint3", "UINT6": "uint6",
-    "BOOL": "bool", "STRING": "string",
+    "FLOAT16": "fp16",
+    "FLOAT32": "fp32",
+    "FLOAT64": "fp64",
+    "BFLOAT16": "bf16",
+    "INT4": "int4",
+    "UINT4": "uint4",
+    "INT8": "int8",
+    "UINT8": "uint8",
+    "INT16": "int16",
+    "UINT16": "uint16",
+    "INT32": "int32",
+    "UINT32": "uint32",
+    "INT64": "int64",
+    "UINT1": "uint1",
+    "UINT2": "uint2",
+    "UINT3": "uint3",
+    "UINT6": "uint6",
+    "BOOL": "bool",
+    "STRING": "string",
 }
 # Inputs of the compression ops that carry the compressed weight itself (the others are
 # scales, zero points, offsets, masks: quantization parameters, not weights).
@@ -49,19 +69,24 @@ def inspect_coreml(path: Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not (path / "Manifest.json").is_file():
-        raise EdgeResNetError(f"{path} is not a Core ML package (no Manifest.json)",
-                              "point at a .mlpackage directory written by the Core ML export")
+        raise EdgeResNetError(
+            f"{path} is not a Core ML package (no Manifest.json)",
+            "point at a .mlpackage directory written by the Core ML export",
+        )
     ct = import_coremltools()
     try:
         with _converter_quiet():
             mlmodel = ct.models.MLModel(str(path), skip_model_load=True)
             spec = mlmodel.get_spec()
     except Exception as exc:
-        raise VerificationError(f"{path} cannot be read as a Core ML model ({' '.join(str(exc).split())[:300]})",
-                                "re-export it") from None
+        raise VerificationError(
+            f"{path} cannot be read as a Core ML model ({' '.join(str(exc).split())[:300]})", "re-export it"
+        ) from None
     if spec.WhichOneof("Type") != "mlProgram":
-        raise VerificationError(f"{path.name} is a Core ML {spec.WhichOneof('Type')} model, not an ML Program",
-                                "re-export it with edgeresnet")
+        raise VerificationError(
+            f"{path.name} is a Core ML {spec.WhichOneof('Type')} model, not an ML Program",
+            "re-export it with edgeresnet",
+        )
     functions = spec.mlProgram.functions
     if "main" not in functions:
         raise VerificationError(f"{path.name} has no 'main' function", "re-export it")
@@ -88,14 +113,17 @@ def inspect_coreml(path: Path) -> dict[str, Any]:
         "op_types": sorted({op.type for op in ops}),
         "weight_dtypes": sorted({w["dtype"] for w in weights}),
         "kernel_dtypes": sorted({w["dtype"] for w in weights if w["rank"] >= 2}),
-        "weights": {dtype: sum(1 for w in weights if w["dtype"] == dtype) for dtype in sorted({w["dtype"] for w in weights})},
+        "weights": {
+            dtype: sum(1 for w in weights if w["dtype"] == dtype) for dtype in sorted({w["dtype"] for w in weights})
+        },
         "int8_granularity": _granularity(ops),
         # Integer activations (w8a8): the dtypes that ``quantize`` ops produce; [] for fp16 activations.
-        "activation_dtypes": sorted({_dtype(o.type)[0] for op in ops if op.type == "quantize"
-                                     for o in op.outputs if _dtype(o.type)}),
+        "activation_dtypes": sorted(
+            {_dtype(o.type)[0] for op in ops if op.type == "quantize" for o in op.outputs if _dtype(o.type)}
+        ),
         "author": description.metadata.author,
         "short_description": description.metadata.shortDescription,
-        "metadata": {k[len(_META_PREFIX):]: v for k, v in meta.items() if k.startswith(_META_PREFIX)},
+        "metadata": {k[len(_META_PREFIX) :]: v for k, v in meta.items() if k.startswith(_META_PREFIX)},
         "size_bytes": sum(f.stat().st_size for f in path.rglob("*") if f.is_file()),
     }
 
@@ -105,12 +133,18 @@ def _feature(feature) -> dict[str, Any]:
     info: dict[str, Any] = {"name": feature.name}
     if kind == "imageType":
         image = feature.type.imageType
-        info.update(type="image", shape=[int(image.height), int(image.width)],
-                    color_layout=type(image).ColorSpace.Name(image.colorSpace))
+        info.update(
+            type="image",
+            shape=[int(image.height), int(image.width)],
+            color_layout=type(image).ColorSpace.Name(image.colorSpace),
+        )
     elif kind == "multiArrayType":
         array = feature.type.multiArrayType
-        info.update(type="multiArray", shape=[int(d) for d in array.shape],
-                    dtype=type(array).ArrayDataType.Name(array.dataType).lower())
+        info.update(
+            type="multiArray",
+            shape=[int(d) for d in array.shape],
+            dtype=type(array).ArrayDataType.Name(array.dataType).lower(),
+        )
     elif kind == "dictionaryType":
         info.update(type="dictionary", key=feature.type.dictionaryType.WhichOneof("KeyType"))
     elif kind == "stringType":
@@ -285,8 +319,10 @@ def validate_coreml(
         if given["type"] != "multiArray":
             fail(f"expected a tensor input, found an {given['type']} input {given['name']!r}")
         if given["shape"] != [1, channels, input_size, input_size] or given.get("dtype") != "float32":
-            fail(f"expected a float32 (1,{channels},{input_size},{input_size}) input, "
-                 f"found {given.get('dtype')} {given['shape']}")
+            fail(
+                f"expected a float32 (1,{channels},{input_size},{input_size}) input, "
+                f"found {given.get('dtype')} {given['shape']}"
+            )
 
     # Output and labels.
     outputs = {o["name"]: o for o in info["outputs"]}
@@ -334,10 +370,18 @@ def _input_spec(feature: dict[str, Any]) -> dict[str, Any]:
     """The input as manifest.TensorSpec fields (an image is described as its NHWC uint8 pixels)."""
     if feature["type"] == "image":
         height, width = feature["shape"]
-        return {"name": feature["name"], "shape": [1, height, width, 3], "dtype": "uint8",
-                "layout": f"NHWC ({feature['color_layout']} image)"}
-    return {"name": feature["name"], "shape": feature["shape"], "dtype": feature.get("dtype", "float32"),
-            "layout": "NCHW"}
+        return {
+            "name": feature["name"],
+            "shape": [1, height, width, 3],
+            "dtype": "uint8",
+            "layout": f"NHWC ({feature['color_layout']} image)",
+        }
+    return {
+        "name": feature["name"],
+        "shape": feature["shape"],
+        "dtype": feature.get("dtype", "float32"),
+        "layout": "NCHW",
+    }
 
 
 def _output_spec(info: dict[str, Any], image_input: bool, classes: int | None) -> dict[str, Any]:
@@ -348,8 +392,9 @@ def _output_spec(info: dict[str, Any], image_input: bool, classes: int | None) -
     return {"name": PROBABILITIES_NAME if image_input else OUTPUT_NAME, "shape": shape, "dtype": "float32"}
 
 
-def _run_on_macos(path: Path, model: Model, samples: np.ndarray, precision: str, image_input: bool,
-                  info: dict[str, Any]):
+def _run_on_macos(
+    path: Path, model: Model, samples: np.ndarray, precision: str, image_input: bool, info: dict[str, Any]
+):
     """Predict each sample (uint8 NHWC RGB) with Core ML and compare top-1 with PyTorch (macOS only)."""
     from .verify import check_fidelity
 
@@ -358,8 +403,10 @@ def _run_on_macos(path: Path, model: Model, samples: np.ndarray, precision: str,
         with _converter_quiet():
             mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
     except Exception as exc:
-        raise VerificationError(f"Core ML cannot load {path.name}: {' '.join(str(exc).split())[:300]}",
-                                "re-export it; check the macOS version supports its opset") from None
+        raise VerificationError(
+            f"Core ML cannot load {path.name}: {' '.join(str(exc).split())[:300]}",
+            "re-export it; check the macOS version supports its opset",
+        ) from None
     module = model.copy_module().eval()  # leave the caller's module in its own mode
     tensors = normalize(samples, model.preprocess)
     with torch.inference_mode():
@@ -380,9 +427,12 @@ def _run_on_macos(path: Path, model: Model, samples: np.ndarray, precision: str,
         candidate = np.asarray(candidate, dtype=np.float32)
     else:
         candidate = np.concatenate(
-            [np.asarray(mlmodel.predict({INPUT_NAME: s[None]})[OUTPUT_NAME], dtype=np.float32).reshape(1, -1)
-             for s in tensors])
+            [
+                np.asarray(mlmodel.predict({INPUT_NAME: s[None]})[OUTPUT_NAME], dtype=np.float32).reshape(1, -1)
+                for s in tensors
+            ]
+        )
     # int8 weights with fp16 activations: held to the int8 bar, which is what they are measured against.
-    return check_fidelity(reference, candidate, "fp16" if precision == "fp16" else "int8",
-                          name=path.name, reference_logits=logits).model_dump()
-
+    return check_fidelity(
+        reference, candidate, "fp16" if precision == "fp16" else "int8", name=path.name, reference_logits=logits
+    ).model_dump()

@@ -28,17 +28,26 @@ CALIBRATION_BATCH = 32
 def quantize_w8a8(model: Model, calibration: np.ndarray) -> Model:
     """`model` with W8A8 quantization inserted and calibrated; `calibration` is NCHW float32, normalised."""
     if calibration is None or len(calibration) == 0:
-        raise ConversionError("coreml-w8a8 export needs calibration images", "pass --data or --train-data with images, labelled or not")
+        raise ConversionError(
+            "coreml-w8a8 export needs calibration images", "pass --data or --train-data with images, labelled or not"
+        )
     import_coremltools()
     from coremltools.optimize.torch.quantization import (
-        LinearQuantizer, LinearQuantizerConfig, ModuleLinearQuantizerConfig,
+        LinearQuantizer,
+        LinearQuantizerConfig,
+        ModuleLinearQuantizerConfig,
     )
 
-    config = LinearQuantizerConfig(global_config=ModuleLinearQuantizerConfig(
-        quantization_scheme="symmetric", weight_dtype="qint8", weight_per_channel=True, activation_dtype="quint8",
-        # Observers on from step 0, batch norm never frozen or folded by training: no training happens.
-        milestones=[0, 1_000_000, 1_000_000, 0],
-    ))
+    config = LinearQuantizerConfig(
+        global_config=ModuleLinearQuantizerConfig(
+            quantization_scheme="symmetric",
+            weight_dtype="qint8",
+            weight_per_channel=True,
+            activation_dtype="quint8",
+            # Observers on from step 0, batch norm never frozen or folded by training: no training happens.
+            milestones=[0, 1_000_000, 1_000_000, 0],
+        )
+    )
     images = torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32))
     with _converter_quiet():
         quantizer = LinearQuantizer(model.copy_module().eval(), config)
@@ -49,5 +58,6 @@ def quantize_w8a8(model: Model, calibration: np.ndarray) -> Model:
             for start in range(0, len(images), CALIBRATION_BATCH):
                 prepared(images[start : start + CALIBRATION_BATCH])
         quantized = quantizer.finalize(inplace=True).eval()
-    return model.replace(module=quantized, options={**model.options, "quantization": "coreml-w8a8",
-                                                    "source_sha256": model.fingerprint()})
+    return model.replace(
+        module=quantized, options={**model.options, "quantization": "coreml-w8a8", "source_sha256": model.fingerprint()}
+    )

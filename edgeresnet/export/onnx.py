@@ -40,8 +40,13 @@ def export_onnx(model: Model, path: Path) -> Path:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), _quiet_logger("torch.onnx"):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                module, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                external_data=False, verbose=False,
+                module,
+                (example,),
+                dynamo=True,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                external_data=False,
+                verbose=False,
             )
         graph = program.model_proto
         simplified, ok = onnxsim.simplify(graph)
@@ -109,25 +114,32 @@ def explicit_pool_padding(model) -> int:
     for node in graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         pads = list(attrs.get("pads", []))
-        if (node.op_type != "MaxPool" or node.domain not in ("", "ai.onnx") or not any(pads)
-                or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
-                or any(d != 1 for d in attrs.get("dilations", [])) or len([o for o in node.output if o]) != 1):
+        if (
+            node.op_type != "MaxPool"
+            or node.domain not in ("", "ai.onnx")
+            or not any(pads)
+            or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+            or any(d != 1 for d in attrs.get("dilations", []))
+            or len([o for o in node.output if o]) != 1
+        ):
             nodes.append(node)
             continue
         spatial = len(pads) // 2
         pad_name = fresh(f"{node.name or node.output[0]}_pad")
         inputs = [node.input[0], fresh(f"{pad_name}_pads")]
         # ONNX Pad: all begins then all ends, batch and channels included.
-        graph.initializer.append(numpy_helper.from_array(
-            np.array([0, 0, *pads[:spatial], 0, 0, *pads[spatial:]], dtype=np.int64), inputs[1]))
+        graph.initializer.append(
+            numpy_helper.from_array(np.array([0, 0, *pads[:spatial], 0, 0, *pads[spatial:]], dtype=np.int64), inputs[1])
+        )
         if _non_negative(node.input[0], producers, constants):
             mode = "constant"  # the default value: 0
         else:
             mode = "edge"
         nodes.append(helper.make_node("Pad", inputs, [fresh(f"{pad_name}_out")], name=pad_name, mode=mode))
         attrs["pads"] = [0] * len(pads)
-        pool = helper.make_node("MaxPool", [nodes[-1].output[0]], list(node.output), name=node.name,
-                                domain=node.domain, **attrs)
+        pool = helper.make_node(
+            "MaxPool", [nodes[-1].output[0]], list(node.output), name=node.name, domain=node.domain, **attrs
+        )
         nodes.append(pool)
         rewritten += 1
     if rewritten:

@@ -89,7 +89,9 @@ def export_openvino(
         except EdgeResNetError:
             raise
         except Exception as exc:  # the converter's own reason names the failing node
-            raise ConversionError(f"OpenVINO {precision} conversion failed: {first_line(str(exc)) or type(exc).__name__}") from exc
+            raise ConversionError(
+                f"OpenVINO {precision} conversion failed: {first_line(str(exc)) or type(exc).__name__}"
+            ) from exc
     return output
 
 
@@ -153,6 +155,8 @@ def _quantize(model, calibration: np.ndarray | None):
     import nncf
 
     if calibration is None or len(calibration) == 0:
-        raise ConversionError("int8 export needs calibration images", "pass --data or --train-data with images, labelled or not")
+        raise ConversionError(
+            "int8 export needs calibration images", "pass --data or --train-data with images, labelled or not"
+        )
     samples = [calibration[i : i + 1] for i in range(len(calibration))]
     return nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples), fast_bias_correction=False)

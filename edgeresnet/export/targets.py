@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from ..errors import EdgeResNetError, TargetError, closest
 
@@ -44,10 +44,18 @@ TARGETS: dict[str, Target] = {
         Target("openvino-int8", "openvino", "int8", ".xml", "OpenVINO IR, int8 weights and activations"),
         Target("coreml-fp16", "coreml", "fp16", ".mlpackage", "Core ML program, float16 (iOS 15+)"),
         Target("coreml-int8w", "coreml", "int8w", ".mlpackage", "Core ML program, int8 weights (iOS 16+)"),
-        Target("coreml-w8a8", "coreml", "w8a8", ".mlpackage", "Core ML program, int8 weights and activations (iOS 17+)"),
+        Target(
+            "coreml-w8a8", "coreml", "w8a8", ".mlpackage", "Core ML program, int8 weights and activations (iOS 17+)"
+        ),
         # The ONNX a TensorRT engine is built from on the device (a Jetson): export/tensorrt.py.
         Target("tensorrt-fp16", "tensorrt", "fp16", ".onnx", "ONNX for a float16 TensorRT engine, built on the device"),
-        Target("tensorrt-int8", "tensorrt", "int8", ".onnx", "ONNX with int8 Q/DQ for a TensorRT engine, built on the device"),
+        Target(
+            "tensorrt-int8",
+            "tensorrt",
+            "int8",
+            ".onnx",
+            "ONNX with int8 Q/DQ for a TensorRT engine, built on the device",
+        ),
     )
 }
 
@@ -71,5 +79,7 @@ def check_calibration_source(targets: list[Target], has_train_data: bool) -> Non
     """Without --data, an int8 target still needs calibration images: from --train-data, or an error."""
     int8 = [t.name for t in targets if t.needs_calibration]
     if int8 and not has_train_data:
-        raise EdgeResNetError(f"{', '.join(int8)} needs calibration images, and no --data is given",
-                              "pass --data (or --train-data) with a folder, .zip or .npz of images, labelled or not")
+        raise EdgeResNetError(
+            f"{', '.join(int8)} needs calibration images, and no --data is given",
+            "pass --data (or --train-data) with a folder, .zip or .npz of images, labelled or not",
+        )

@@ -29,8 +29,7 @@ from .onnx import INPUT_NAME
 CALIBRATION_METHOD = "MinMax"
 
 
-def export_tensorrt(onnx_path: Path, path: Path, precision: str, *, calibration: np.ndarray | None,
-                    work: Path) -> Path:
+def export_tensorrt(onnx_path: Path, path: Path, precision: str, *, calibration: np.ndarray | None, work: Path) -> Path:
     """Write the file a TensorRT engine of ``precision`` ("fp16" or "int8") is built from.
 
     ``calibration`` are normalised NCHW float32 tensors (int8 only).
@@ -41,8 +40,13 @@ def export_tensorrt(onnx_path: Path, path: Path, precision: str, *, calibration:
         return path
     if calibration is None or not len(calibration):
         raise ConversionError("tensorrt-int8 needs calibration images", "pass --data (or --train-data) with images")
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Images(CalibrationDataReader):
@@ -57,11 +61,20 @@ def export_tensorrt(onnx_path: Path, path: Path, precision: str, *, calibration:
     try:
         quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
         quantize_static(
-            str(prepared), str(path), Images(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            str(prepared),
+            str(path),
+            Images(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
             calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHOD),
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                           "AddQDQPairToWeight": True, "QuantizeBias": False},
+            extra_options={
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "AddQDQPairToWeight": True,
+                "QuantizeBias": False,
+            },
         )
     except Exception as exc:  # onnxruntime's own reason is what the user needs
         path.unlink(missing_ok=True)
@@ -79,8 +92,12 @@ def quantization_points(path: Path) -> dict:
     constants = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
     quantizers = [node for node in model.graph.node if node.op_type == "QuantizeLinear"]
     zero_points = [constants.get(node.input[2]) for node in quantizers if len(node.input) > 2]
-    symmetric = all(z is not None and z.dtype == np.int8 and not z.any() for z in zero_points) \
-        and len(zero_points) == len(quantizers)
-    return {"quantize_nodes": len(quantizers),
-            "dequantize_nodes": sum(node.op_type == "DequantizeLinear" for node in model.graph.node),
-            "symmetric_int8": bool(symmetric), "calibration": CALIBRATION_METHOD}
+    symmetric = all(z is not None and z.dtype == np.int8 and not z.any() for z in zero_points) and len(
+        zero_points
+    ) == len(quantizers)
+    return {
+        "quantize_nodes": len(quantizers),
+        "dequantize_nodes": sum(node.op_type == "DequantizeLinear" for node in model.graph.node),
+        "symmetric_int8": bool(symmetric),
+        "calibration": CALIBRATION_METHOD,
+    }

@@ -59,7 +59,9 @@ def export_tflite(
     }
     if "int8" in outputs:
         if calibration is None or len(calibration) == 0:
-            raise ConversionError("int8 export needs calibration images", "pass --data or --train-data with images, labelled or not")
+            raise ConversionError(
+                "int8 export needs calibration images", "pass --data or --train-data with images, labelled or not"
+            )
         calibration_path = workdir / "calibration.npy"
         np.save(calibration_path, calibration)
         job["calibration"] = str(calibration_path.resolve())
@@ -75,7 +77,10 @@ def export_tflite(
     with open(log_path, "w") as log:
         result = subprocess.run(
             [sys.executable, "-m", "edgeresnet.export.tflite_worker", str(job_path)],
-            cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     if result.returncode != 0 or not all(path.exists() for path in outputs.values()):
         raise ConversionError(f"TFLite conversion failed: {converter_reason(log_path.read_text())}")

@@ -112,10 +112,20 @@ def add_metadata(
     """
     _check_normalization(mean, std)
     metadata = _metadata_flatbuffer(
-        name=name, description=description, version=version, author=author, license=license,
-        input_description=input_description, mean=mean, std=std, input_min=input_min,
-        input_max=input_max, output_description=output_description, with_labels=labels is not None,
-        input_name=input_name, output_name=output_name,
+        name=name,
+        description=description,
+        version=version,
+        author=author,
+        license=license,
+        input_description=input_description,
+        mean=mean,
+        std=std,
+        input_min=input_min,
+        input_max=input_max,
+        output_description=output_description,
+        with_labels=labels is not None,
+        input_name=input_name,
+        output_name=output_name,
     )
     with_metadata = _attach_metadata(model, metadata, labels)
     return with_metadata if labels is None else _append_labels(with_metadata, labels)
@@ -141,8 +151,11 @@ def read_metadata(source: str | os.PathLike | bytes) -> dict:
         "license": _string(meta, _Fields.MODEL_LICENSE),
         "min_parser_version": _string(meta, _Fields.MODEL_MIN_PARSER_VERSION),
         "input": _read_input(image),
-        "output": {"name": _string(scores, _Fields.TENSOR_NAME),
-                   "description": _string(scores, _Fields.TENSOR_DESCRIPTION), "labels_file": labels_file},
+        "output": {
+            "name": _string(scores, _Fields.TENSOR_NAME),
+            "description": _string(scores, _Fields.TENSOR_DESCRIPTION),
+            "labels_file": labels_file,
+        },
         "labels": _read_labels(data, labels_file) if labels_file else [],
     }
 
@@ -160,26 +173,46 @@ def _check_normalization(mean: list[float], std: list[float]) -> None:
 
 
 def _metadata_flatbuffer(
-    *, name: str, description: str, version: str, author: str, license: str,
-    input_description: str, mean: list[float], std: list[float], input_min: float, input_max: float,
-    output_description: str, with_labels: bool, input_name: str, output_name: str,
+    *,
+    name: str,
+    description: str,
+    version: str,
+    author: str,
+    license: str,
+    input_description: str,
+    mean: list[float],
+    std: list[float],
+    input_min: float,
+    input_max: float,
+    output_description: str,
+    with_labels: bool,
+    input_name: str,
+    output_name: str,
 ) -> bytes:
     b = flatbuffers.Builder(1024)
     image = _image_tensor(b, input_name, input_description, mean, std, input_min, input_max)
     scores = _scores_tensor(b, output_name, output_description, with_labels)
-    subgraph = _end_table(b, _Fields.SUBGRAPH, {
-        _Fields.SUBGRAPH_INPUTS: _vector_of_tables(b, [image]),
-        _Fields.SUBGRAPH_OUTPUTS: _vector_of_tables(b, [scores]),
-    })
-    root = _end_table(b, _Fields.MODEL, {
-        _Fields.MODEL_NAME: b.CreateString(name),
-        _Fields.MODEL_DESCRIPTION: b.CreateString(description),
-        _Fields.MODEL_VERSION: b.CreateString(version),
-        _Fields.MODEL_SUBGRAPHS: _vector_of_tables(b, [subgraph]),
-        _Fields.MODEL_AUTHOR: b.CreateString(author),
-        _Fields.MODEL_LICENSE: b.CreateString(license),
-        _Fields.MODEL_MIN_PARSER_VERSION: b.CreateString(MIN_PARSER_VERSION),
-    })
+    subgraph = _end_table(
+        b,
+        _Fields.SUBGRAPH,
+        {
+            _Fields.SUBGRAPH_INPUTS: _vector_of_tables(b, [image]),
+            _Fields.SUBGRAPH_OUTPUTS: _vector_of_tables(b, [scores]),
+        },
+    )
+    root = _end_table(
+        b,
+        _Fields.MODEL,
+        {
+            _Fields.MODEL_NAME: b.CreateString(name),
+            _Fields.MODEL_DESCRIPTION: b.CreateString(description),
+            _Fields.MODEL_VERSION: b.CreateString(version),
+            _Fields.MODEL_SUBGRAPHS: _vector_of_tables(b, [subgraph]),
+            _Fields.MODEL_AUTHOR: b.CreateString(author),
+            _Fields.MODEL_LICENSE: b.CreateString(license),
+            _Fields.MODEL_MIN_PARSER_VERSION: b.CreateString(MIN_PARSER_VERSION),
+        },
+    )
     b.Finish(root, file_identifier=_METADATA_ID)  # readers reject a buffer without "M001"
     return bytes(b.Output())
 
@@ -189,23 +222,39 @@ def _image_tensor(
 ) -> int:
     channels = len(mean)  # 3 for RGB, 1 for a grayscale model
     properties = _end_table(b, _Fields.IMAGE, {}, {_Fields.IMAGE_COLOR_SPACE: _RGB if channels == 3 else _GRAYSCALE})
-    normalization = _end_table(b, _Fields.NORMALIZATION, {
-        _Fields.NORMALIZATION_MEAN: _float_vector(b, mean),
-        _Fields.NORMALIZATION_STD: _float_vector(b, std),
-    })
-    unit = _end_table(b, _Fields.PROCESS_UNIT, {_Fields.PROCESS_UNIT_OPTIONS: normalization},
-                      {_Fields.PROCESS_UNIT_TYPE: _NORMALIZATION_OPTIONS})
-    stats = _end_table(b, _Fields.STATS, {
-        _Fields.STATS_MAX: _float_vector(b, [high] * channels),
-        _Fields.STATS_MIN: _float_vector(b, [low] * channels),
-    })
-    return _end_table(b, _Fields.TENSOR, {
-        _Fields.TENSOR_NAME: b.CreateString(name),
-        _Fields.TENSOR_DESCRIPTION: b.CreateString(description),
-        _Fields.TENSOR_CONTENT: _content(b, _IMAGE_PROPERTIES, properties),
-        _Fields.TENSOR_PROCESS_UNITS: _vector_of_tables(b, [unit]),
-        _Fields.TENSOR_STATS: stats,
-    })
+    normalization = _end_table(
+        b,
+        _Fields.NORMALIZATION,
+        {
+            _Fields.NORMALIZATION_MEAN: _float_vector(b, mean),
+            _Fields.NORMALIZATION_STD: _float_vector(b, std),
+        },
+    )
+    unit = _end_table(
+        b,
+        _Fields.PROCESS_UNIT,
+        {_Fields.PROCESS_UNIT_OPTIONS: normalization},
+        {_Fields.PROCESS_UNIT_TYPE: _NORMALIZATION_OPTIONS},
+    )
+    stats = _end_table(
+        b,
+        _Fields.STATS,
+        {
+            _Fields.STATS_MAX: _float_vector(b, [high] * channels),
+            _Fields.STATS_MIN: _float_vector(b, [low] * channels),
+        },
+    )
+    return _end_table(
+        b,
+        _Fields.TENSOR,
+        {
+            _Fields.TENSOR_NAME: b.CreateString(name),
+            _Fields.TENSOR_DESCRIPTION: b.CreateString(description),
+            _Fields.TENSOR_CONTENT: _content(b, _IMAGE_PROPERTIES, properties),
+            _Fields.TENSOR_PROCESS_UNITS: _vector_of_tables(b, [unit]),
+            _Fields.TENSOR_STATS: stats,
+        },
+    )
 
 
 def _scores_tensor(b: flatbuffers.Builder, name: str, description: str, with_labels: bool) -> int:
@@ -215,10 +264,15 @@ def _scores_tensor(b: flatbuffers.Builder, name: str, description: str, with_lab
         _Fields.TENSOR_CONTENT: _content(b, _FEATURE_PROPERTIES, _end_table(b, _Fields.FEATURE, {})),
     }
     if with_labels:  # TENSOR_AXIS_LABELS: label i names score i, which is what classifiers read
-        labels = _end_table(b, _Fields.FILE, {
-            _Fields.FILE_NAME: b.CreateString(LABELS_FILE),
-            _Fields.FILE_DESCRIPTION: b.CreateString("class labels"),
-        }, {_Fields.FILE_TYPE: _TENSOR_AXIS_LABELS})
+        labels = _end_table(
+            b,
+            _Fields.FILE,
+            {
+                _Fields.FILE_NAME: b.CreateString(LABELS_FILE),
+                _Fields.FILE_DESCRIPTION: b.CreateString("class labels"),
+            },
+            {_Fields.FILE_TYPE: _TENSOR_AXIS_LABELS},
+        )
         fields[_Fields.TENSOR_FILES] = _vector_of_tables(b, [labels])
     return _end_table(b, _Fields.TENSOR, fields)
 
@@ -227,7 +281,9 @@ def _content(b: flatbuffers.Builder, kind: int, properties: int) -> int:
     return _end_table(b, _Fields.CONTENT, {_Fields.CONTENT_PROPERTIES: properties}, {_Fields.CONTENT_TYPE: kind})
 
 
-def _end_table(b: flatbuffers.Builder, num_fields: int, refs: dict[int, int], enums: dict[int, int] | None = None) -> int:
+def _end_table(
+    b: flatbuffers.Builder, num_fields: int, refs: dict[int, int], enums: dict[int, int] | None = None
+) -> int:
     """Write one table from children built beforehand (flatbuffers cannot nest them).
 
     `refs` maps slot -> offset of a string, vector or table; `enums` maps slot -> a
@@ -335,8 +391,11 @@ def _read_input(image: Table) -> dict:
     is_image = content is not None and _byte(content, _Fields.CONTENT_TYPE) == _IMAGE_PROPERTIES
     properties = _table(content, _Fields.CONTENT_PROPERTIES) if is_image else None
     normalization = next(
-        (_table(unit, _Fields.PROCESS_UNIT_OPTIONS) for unit in _tables(image, _Fields.TENSOR_PROCESS_UNITS)
-         if _byte(unit, _Fields.PROCESS_UNIT_TYPE) == _NORMALIZATION_OPTIONS),
+        (
+            _table(unit, _Fields.PROCESS_UNIT_OPTIONS)
+            for unit in _tables(image, _Fields.TENSOR_PROCESS_UNITS)
+            if _byte(unit, _Fields.PROCESS_UNIT_TYPE) == _NORMALIZATION_OPTIONS
+        ),
         None,
     )
     stats = _table(image, _Fields.TENSOR_STATS)

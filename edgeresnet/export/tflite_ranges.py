@@ -17,8 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 # Ops whose output reuses its input's scale in int8 TFLite: the range carries over.
-SAME_SCALE_OPS = {"PAD", "PADV2", "MIRROR_PAD", "STRIDED_SLICE", "MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE",
-                  "SQUEEZE"}
+SAME_SCALE_OPS = {"PAD", "PADV2", "MIRROR_PAD", "STRIDED_SLICE", "MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "SQUEEZE"}
 MATCH_TOLERANCE = 1e-4  # relative: a real match is ~1e-6 off (float rounding), a wrong one ~1e-1
 
 
@@ -84,8 +83,9 @@ def _channel_means(calibrated: bytes, images: np.ndarray) -> dict[int, tuple[int
     return {index: (sizes[index], np.stack(rows)) for index, rows in means.items() if len(rows) == len(images)}
 
 
-def _matching_tensors(means: dict[int, tuple[int, np.ndarray]], signature: dict,
-                      producers: dict[int, str | None]) -> list[int]:
+def _matching_tensors(
+    means: dict[int, tuple[int, np.ndarray]], signature: dict, producers: dict[int, str | None]
+) -> list[int]:
     """The tensors with the point's values per channel (a stage's last output and the pool
     after it share their channel means) and its channel means. A point that is a MEAN's
     output (``"op": "MEAN"``) is looked for among MEAN outputs only, and the others never
@@ -98,7 +98,11 @@ def _matching_tensors(means: dict[int, tuple[int, np.ndarray]], signature: dict,
     for index, (values, value) in means.items():
         if (producers.get(index) == "MEAN") != mean_output:
             continue
-        if values == size and value.shape == reference.shape and np.abs(value - reference).max() / scale < MATCH_TOLERANCE:
+        if (
+            values == size
+            and value.shape == reference.shape
+            and np.abs(value - reference).max() / scale < MATCH_TOLERANCE
+        ):
             found.append(index)
     return found
 

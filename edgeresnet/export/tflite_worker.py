@@ -93,8 +93,10 @@ def check_int8_scales(data: bytes) -> None:
         scales = getattr(tensor.quantization, "scale", None)
         if scales is not None and len(scales) and not all(s < MAX_ACTIVATION_SCALE for s in scales):
             name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
-            raise ValueError(f"the int8 tensor {name!r} got the scale {max(scales):.3g}: its calibrated range "
-                             "is not an activation's (a converter sentinel value); please report this with the model")
+            raise ValueError(
+                f"the int8 tensor {name!r} got the scale {max(scales):.3g}: its calibrated range "
+                "is not an activation's (a converter sentinel value); please report this with the model"
+            )
 
 
 def quantize_with_learned_ranges(converter, job: dict, dtypes: dict) -> bytes:
@@ -109,8 +111,9 @@ def quantize_with_learned_ranges(converter, job: dict, dtypes: dict) -> bytes:
     calibrated = converter.convert()
     images = graph_inputs(np.load(qat["images"]), job)
     edited = apply_ranges(calibrated, qat["ranges"], qat["signatures"], images)
-    return mlir_quantize(edited, input_data_type=dtypes[job["io_dtypes"][0]],
-                         output_data_type=dtypes[job["io_dtypes"][1]])
+    return mlir_quantize(
+        edited, input_data_type=dtypes[job["io_dtypes"][0]], output_data_type=dtypes[job["io_dtypes"][1]]
+    )
 
 
 def image_classifier(saved_model: Path, preprocess: dict, *, float_input: bool):

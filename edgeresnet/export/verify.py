@@ -29,9 +29,9 @@ NEAR_TIE = {"fp32": 1e-5, "fp16": 1e-2, "int8": 0.0, "int8w": 0.0, "w8a8": 0.0}
 
 HINTS = {
     "simulation": "the runtime computes differently from its simulation here: please report this with the model "
-                  "(--min-agreement accepts it knowingly)",
+    "(--min-agreement accepts it knowingly)",
     "int8": "use more or more representative calibration images (--calibration-size, --train-data); a pruned "
-            "model not yet fine-tuned flips more: fine-tune it, or accept a lower bar with --min-agreement",
+    "model not yet fine-tuned flips more: fine-tune it, or accept a lower bar with --min-agreement",
     "int8w": "some layers lose too much with int8 weights; export the fp16 target instead",
     "w8a8": "use more or more representative calibration images, or quantization-aware training",
     "fp16": "the model may have layers whose values overflow float16; export tflite-fp32 instead",
@@ -39,9 +39,16 @@ HINTS = {
 }
 
 
-def check_fidelity(reference: np.ndarray, candidate: np.ndarray, precision: str, *, name: str,
-                   reference_logits: np.ndarray | None = None, minimum: float | None = None,
-                   against: str = "pytorch-fp32") -> Fidelity:
+def check_fidelity(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    precision: str,
+    *,
+    name: str,
+    reference_logits: np.ndarray | None = None,
+    minimum: float | None = None,
+    against: str = "pytorch-fp32",
+) -> Fidelity:
     """Compare outputs of the same images; raise when top-1 agreement is below the bar.
 
     Outputs are logits, or probabilities for an image-input file; then `reference_logits`
@@ -49,8 +56,14 @@ def check_fidelity(reference: np.ndarray, candidate: np.ndarray, precision: str,
     `minimum` replaces the precision's bar (ExportConfig.min_agreement, or SIMULATION_AGREEMENT
     for an int8 file checked against its simulator); `against` names what `reference` is.
     """
-    fidelity, counted = _agreement(reference, candidate, precision, reference_logits,
-                                   AGREEMENT_THRESHOLDS[precision] if minimum is None else minimum, against)
+    fidelity, counted = _agreement(
+        reference,
+        candidate,
+        precision,
+        reference_logits,
+        AGREEMENT_THRESHOLDS[precision] if minimum is None else minimum,
+        against,
+    )
     if counted < fidelity.threshold:
         what = "the PyTorch model" if against == "pytorch-fp32" else f"its {against} in PyTorch"
         raise VerificationError(
@@ -61,14 +74,26 @@ def check_fidelity(reference: np.ndarray, candidate: np.ndarray, precision: str,
     return fidelity
 
 
-def measure_fidelity(reference: np.ndarray, candidate: np.ndarray, precision: str, *, against: str,
-                     reference_logits: np.ndarray | None = None) -> Fidelity:
+def measure_fidelity(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    precision: str,
+    *,
+    against: str,
+    reference_logits: np.ndarray | None = None,
+) -> Fidelity:
     """The same comparison, recorded and not enforced (threshold 0)."""
     return _agreement(reference, candidate, precision, reference_logits, 0.0, against)[0]
 
 
-def _agreement(reference: np.ndarray, candidate: np.ndarray, precision: str, reference_logits: np.ndarray | None,
-               threshold: float, name: str) -> tuple[Fidelity, float]:
+def _agreement(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    precision: str,
+    reference_logits: np.ndarray | None,
+    threshold: float,
+    name: str,
+) -> tuple[Fidelity, float]:
     """(the Fidelity record, the agreement in percent counting near-ties as agreeing)."""
     ref_top, cand_top = reference.argmax(1), candidate.argmax(1)
     rows = np.arange(len(reference))

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,14 +23,14 @@ from ..errors import ConversionError, TargetError
 from ..manifest import Fidelity, Manifest, TensorSpec, artifact_sha256, file_hashes, tool_versions, write_manifest
 from ..model import Model
 from ..quantization.tflite_exact import exact_reference
-from ..stages.ptq import PtqConfig
 from ..runner.runtimes import open_artifact
+from ..stages.ptq import PtqConfig
 from .coreml import export_coreml
 from .coreml_check import validate_coreml
 from .coreml_w8a8 import quantize_w8a8
 from .onnx import export_onnx
 from .openvino import export_openvino
-from .targets import TARGETS, Target, parse_targets
+from .targets import Target
 from .tensorrt import export_tensorrt, quantization_points
 from .tflite import export_tflite
 from .verify import IMAGE_INPUT_SIMULATION_AGREEMENT, SIMULATION_AGREEMENT, check_fidelity, measure_fidelity
@@ -115,15 +116,19 @@ def export(
 
         model = as_model(model)
     if config.image_input and model.in_chans != 3:
-        raise ConversionError(f"--image-input makes files that take RGB camera images; this model takes "
-                              f"{model.in_chans}-channel input", "export it without --image-input")
+        raise ConversionError(
+            f"--image-input makes files that take RGB camera images; this model takes {model.in_chans}-channel input",
+            "export it without --image-input",
+        )
     say = log or (lambda message: None)  # a line per step and per file: conversions take minutes
     work = out_dir / ".work"
     tensors = normalize(samples, model.preprocess)
     sources = _quantized_sources(model, targets, calibration, ptq, say)
     # A TFLite file is checked against the exact simulation of its arithmetic where the layout has one.
-    references = {target: exact_reference(reference_model(sources[target], target), target, config.image_input)
-                  for target in targets}
+    references = {
+        target: exact_reference(reference_model(sources[target], target), target, config.image_input)
+        for target in targets
+    }
     # What every file is checked against: a simulator's predictions for the int8 file of its
     # runtime, the float network's for every other file.
     answers: dict[int, np.ndarray] = {}
@@ -136,8 +141,9 @@ def export(
     paths, simulated, converted = {}, {}, {}
     for index, (source, group) in enumerate(grouped(sources)):
         # Each source model its own work folder: the TFLite worker reuses a SavedModel it finds there.
-        group_paths, group_simulated, group_seconds = _convert(source, group, out_dir, work / f"model-{index}", tensors, logits,
-                                                calibration, config, say)
+        group_paths, group_simulated, group_seconds = _convert(
+            source, group, out_dir, work / f"model-{index}", tensors, logits, calibration, config, say
+        )
         paths.update(group_paths)
         simulated.update(group_simulated)
         converted.update(group_seconds)
@@ -149,27 +155,55 @@ def export(
         image_input = config.image_input and target.takes_images
         files = file_hashes(path)
         against_simulation = _simulates_runtime(references[target], target)
-        minimum = config.min_agreement if config.min_agreement is not None else \
-            _simulation_bar(target, image_input) if against_simulation else None
+        minimum = (
+            config.min_agreement
+            if config.min_agreement is not None
+            else _simulation_bar(target, image_input)
+            if against_simulation
+            else None
+        )
         inputs, outputs, fidelity, validation, outputs_seen = _verify(
-            target, path, references[target], samples, tensors, logits[target], image_input, threads, minimum,
-            reference=_reference_name(references[target], target))
+            target,
+            path,
+            references[target],
+            samples,
+            tensors,
+            logits[target],
+            image_input,
+            threads,
+            minimum,
+            reference=_reference_name(references[target], target),
+        )
         if target in simulated:
             validation["simulated_fidelity"] = simulated[target].model_dump()
         if target.runtime == "tensorrt":
             validation = _tensorrt_validation(path, target)
         fidelity_fp32 = None
         if against_simulation and float_logits is not None and outputs_seen is not None:
-            fidelity_fp32 = measure_fidelity(_softmax(float_logits) if image_input else float_logits, outputs_seen,
-                                             target.precision, against="pytorch-fp32",
-                                             reference_logits=float_logits if image_input else None)
+            fidelity_fp32 = measure_fidelity(
+                _softmax(float_logits) if image_input else float_logits,
+                outputs_seen,
+                target.precision,
+                against="pytorch-fp32",
+                reference_logits=float_logits if image_input else None,
+            )
         manifest = Manifest(
-            target=target.name, runtime=target.runtime, precision=target.precision,
-            file=path.name, sha256=artifact_sha256(path, files), files=files,
+            target=target.name,
+            runtime=target.runtime,
+            precision=target.precision,
+            file=path.name,
+            sha256=artifact_sha256(path, files),
+            files=files,
             size_bytes=sum((path.parent / name).stat().st_size for name in files),
-            input=TensorSpec(**inputs), output=TensorSpec(**outputs), image_input=image_input,
-            preprocessing=model.preprocess.model_dump(), labels=list(model.labels) if model.labels else None,
-            source_model=described, fidelity=fidelity, fidelity_fp32=fidelity_fp32, validation=validation,
+            input=TensorSpec(**inputs),
+            output=TensorSpec(**outputs),
+            image_input=image_input,
+            preprocessing=model.preprocess.model_dump(),
+            labels=list(model.labels) if model.labels else None,
+            source_model=described,
+            fidelity=fidelity,
+            fidelity_fp32=fidelity_fp32,
+            validation=validation,
             quantization=_quantization_record(sources[target], model, target, ptq),
             tools=tool_versions("torch", "onnx", "onnxsim", *TOOLS[target.runtime]),
         )
@@ -177,8 +211,10 @@ def export(
         if model.labels:  # what an app's label list reads (Android's Task Library, a Swift array)
             (path.parent / LABELS_NAME).write_text("".join(f"{label}\n" for label in model.labels))
         artifacts.append(Artifact(target, path, manifest))
-        say(f"{target.name}: {path.name}, {manifest.size_bytes / 1024:.1f} KB, {_checked(manifest)} "
-            f"(converted in {converted[target]:.1f} s, checked in {time.perf_counter() - started:.1f} s)")
+        say(
+            f"{target.name}: {path.name}, {manifest.size_bytes / 1024:.1f} KB, {_checked(manifest)} "
+            f"(converted in {converted[target]:.1f} s, checked in {time.perf_counter() - started:.1f} s)"
+        )
     shutil.rmtree(work, ignore_errors=True)
     return artifacts
 
@@ -191,8 +227,9 @@ def _checked(manifest: Manifest) -> str:
     return f"agrees with {fidelity.reference} on {fidelity.agreement:.2f}% of {fidelity.samples} images"
 
 
-def _quantized_sources(model: Model, targets: list[Target], calibration: np.ndarray | None,
-                       config: PtqConfig, say: Callable[[str], None]) -> dict[Target, Model]:
+def _quantized_sources(
+    model: Model, targets: list[Target], calibration: np.ndarray | None, config: PtqConfig, say: Callable[[str], None]
+) -> dict[Target, Model]:
     """The model each target is converted from: for an int8 target of a float model, the ptq
     stage's simulator of that runtime where the layout has one; else ``model``."""
     from ..stages.ptq import ptq, supports
@@ -264,7 +301,9 @@ def reference_model(model: Model, target: Target) -> Model:
     if target.needs_calibration:
         raise TargetError(
             f"this model was trained for {QAT_TARGETS[model.qat.scheme]}'s int8 arithmetic, not {target.name}'s",
-            f"train it for {target.name} (qat scheme {target.runtime}), or export {target.name} from the model before QAT")
+            f"train it for {target.name} (qat scheme {target.runtime}), "
+            f"or export {target.name} from the model before QAT",
+        )
     return model.float_view()
 
 
@@ -273,15 +312,26 @@ def _trained_for(model: Model, target: Target) -> bool:
     return model.qat is not None and QAT_TARGETS[model.qat.scheme] == target.name
 
 
-def _convert(model: Model, targets: list[Target], out_dir: Path, work: Path, tensors: np.ndarray,
-             logits: dict[Target, np.ndarray], calibration: np.ndarray | None, config: ExportConfig,
-             say: Callable[[str], None] = lambda message: None):
+def _convert(
+    model: Model,
+    targets: list[Target],
+    out_dir: Path,
+    work: Path,
+    tensors: np.ndarray,
+    logits: dict[Target, np.ndarray],
+    calibration: np.ndarray | None,
+    config: ExportConfig,
+    say: Callable[[str], None] = lambda message: None,
+):
     """Write every target's file; returns {target: path}, for coreml-w8a8 its simulated fidelity, and
     {target: seconds its conversion took} (the TFLite files share one run)."""
     spec = model.preprocess
     # Every converter but coremltools reads ONNX, except OpenVINO's for a model trained for it.
-    if any(target.runtime in ("onnx", "tflite", "tensorrt")
-           or (target.runtime == "openvino" and not _trained_for(model, target)) for target in targets):
+    if any(
+        target.runtime in ("onnx", "tflite", "tensorrt")
+        or (target.runtime == "openvino" and not _trained_for(model, target))
+        for target in targets
+    ):
         onnx_path = export_onnx(model.float_view(), work / "model.onnx")
     # NNCF and coremltools calibrate on normalised tensors; TFLite's worker takes the pixels.
     normalized = None if calibration is None else normalize(calibration, spec)
@@ -296,9 +346,15 @@ def _convert(model: Model, targets: list[Target], out_dir: Path, work: Path, ten
         if target.runtime == "onnx":
             shutil.copy(onnx_path, path)
         elif target.runtime == "openvino":
-            export_openvino(model.module if _trained_for(model, target) else onnx_path, path, target.precision,
-                            calibration=normalized, preprocess=spec if config.image_input else None,
-                            labels=model.labels, input_shape=model.input_shape)
+            export_openvino(
+                model.module if _trained_for(model, target) else onnx_path,
+                path,
+                target.precision,
+                calibration=normalized,
+                preprocess=spec if config.image_input else None,
+                labels=model.labels,
+                input_shape=model.input_shape,
+            )
         elif target.runtime == "tensorrt":
             export_tensorrt(onnx_path, path, target.precision, calibration=normalized, work=work)
         elif target.runtime == "coreml":
@@ -307,21 +363,35 @@ def _convert(model: Model, targets: list[Target], out_dir: Path, work: Path, ten
                 converted = quantize_w8a8(model, normalized)
                 # The package cannot run on Linux; the fake-quantized module it was converted
                 # from can, and must already pass the int8 bar.
-                simulated[target] = check_fidelity(logits[target], converted.predictor()(tensors), target.precision,
-                                                   name=f"{path.name} (simulated in PyTorch)",
-                                                   minimum=config.min_agreement)
+                simulated[target] = check_fidelity(
+                    logits[target],
+                    converted.predictor()(tensors),
+                    target.precision,
+                    name=f"{path.name} (simulated in PyTorch)",
+                    minimum=config.min_agreement,
+                )
             export_coreml(converted, path, target.precision, image_input=config.image_input)
         seconds[target] = time.perf_counter() - started
     tflite = {t.precision: paths[t] for t in targets if t.runtime == "tflite"}
     if tflite:  # one onnx2tf run and one TensorFlow start-up for every precision
-        say(f"{', '.join(t.name for t in targets if t.runtime == 'tflite')}: converting (onnx2tf and TensorFlow, "
-            "one run for all)")
+        say(
+            f"{', '.join(t.name for t in targets if t.runtime == 'tflite')}: converting (onnx2tf and TensorFlow, "
+            "one run for all)"
+        )
         started = time.perf_counter()
         with working("TFLite conversion"):
-            export_tflite(onnx_path, tflite, workdir=work / "tflite", samples=tensors, calibration=calibration,
-                          preprocess=spec, image_input=config.image_input, io_dtypes=config.tflite_io,
-                          description=_tflite_description(model, config.image_input),
-                          qat=_tflite_ranges(model, calibration) if "int8" in tflite else None)
+            export_tflite(
+                onnx_path,
+                tflite,
+                workdir=work / "tflite",
+                samples=tensors,
+                calibration=calibration,
+                preprocess=spec,
+                image_input=config.image_input,
+                io_dtypes=config.tflite_io,
+                description=_tflite_description(model, config.image_input),
+                qat=_tflite_ranges(model, calibration) if "int8" in tflite else None,
+            )
         seconds.update({t: time.perf_counter() - started for t in targets if t.runtime == "tflite"})
     return paths, simulated, seconds
 
@@ -335,46 +405,82 @@ def _tflite_ranges(model: Model, calibration: np.ndarray | None) -> dict | None:
     from ..quantization.tflite import ranges, signatures
 
     images = calibration[:4]
-    return {"ranges": ranges(model.module), "images": images,
-            "signatures": signatures(model.module, torch.from_numpy(normalize(images, model.preprocess)))}
+    return {
+        "ranges": ranges(model.module),
+        "images": images,
+        "signatures": signatures(model.module, torch.from_numpy(normalize(images, model.preprocess))),
+    }
 
 
-def _verify(target: Target, path: Path, model: Model, samples: np.ndarray, tensors: np.ndarray, logits: np.ndarray,
-            image_input: bool, threads: int | None, minimum: float | None = None, *,
-            reference: str = "pytorch-fp32") -> tuple[dict, dict, Fidelity | None, dict | None, np.ndarray | None]:
+def _verify(
+    target: Target,
+    path: Path,
+    model: Model,
+    samples: np.ndarray,
+    tensors: np.ndarray,
+    logits: np.ndarray,
+    image_input: bool,
+    threads: int | None,
+    minimum: float | None = None,
+    *,
+    reference: str = "pytorch-fp32",
+) -> tuple[dict, dict, Fidelity | None, dict | None, np.ndarray | None]:
     """Run the file next to PyTorch where its runtime exists; (input spec, output spec, fidelity,
     validation, the file's outputs as logits, None where it cannot run here).
 
     `samples` are the pixels, `tensors` the same images normalised, `logits` the reference's answer on them.
     """
     if target.runtime == "coreml":
-        validation = validate_coreml(path, precision=target.precision, image_input=image_input,
-                                     labels=model.labels, input_size=model.preprocess.input_size, model=model,
-                                     samples=samples, channels=model.in_chans)
+        validation = validate_coreml(
+            path,
+            precision=target.precision,
+            image_input=image_input,
+            labels=model.labels,
+            input_size=model.preprocess.input_size,
+            model=model,
+            samples=samples,
+            channels=model.in_chans,
+        )
         # The manifest's own fields say these; validation keeps the spec checks.
         inputs, outputs = validation.pop("input"), validation.pop("output")
         validation.pop("size_bytes", None)
         fidelity = validation.pop("fidelity", None)  # None on Linux: validation["runtime_check"] says why
         return inputs, outputs, fidelity, validation, None
     # A TensorRT file is run here by onnxruntime on the CPU: the engine is built on the device.
-    runtime = open_artifact(path, threads, image_input=image_input,
-                            runtime="onnx" if target.runtime == "tensorrt" else None)
+    runtime = open_artifact(
+        path, threads, image_input=image_input, runtime="onnx" if target.runtime == "tensorrt" else None
+    )
     inputs, outputs = runtime.io_specs()
     if not image_input:
         answer = runtime(tensors)
-        return inputs, outputs, check_fidelity(logits, answer, target.precision, name=path.name, minimum=minimum,
-                                               against=reference), None, answer
+        return (
+            inputs,
+            outputs,
+            check_fidelity(logits, answer, target.precision, name=path.name, minimum=minimum, against=reference),
+            None,
+            answer,
+        )
     _check_pixel_input(inputs, path.name)
     answer = runtime(samples)
-    fidelity = check_fidelity(_softmax(logits), answer, target.precision, name=path.name,
-                              reference_logits=logits, minimum=minimum, against=reference)
+    fidelity = check_fidelity(
+        _softmax(logits),
+        answer,
+        target.precision,
+        name=path.name,
+        reference_logits=logits,
+        minimum=minimum,
+        against=reference,
+    )
     return inputs, outputs, fidelity, None, answer
 
 
 def _tensorrt_validation(path: Path, target: Target) -> dict:
     """What was and was not checked of a TensorRT file here, for its manifest."""
-    record = {"verified_in": "onnxruntime (CPU): the TensorRT engine is built and measured on the device "
-                             "by `edgeresnet bench`", "engine_precision": target.precision}
+    record = {
+        "verified_in": "onnxruntime (CPU): the TensorRT engine is built and measured on the device "
+        "by `edgeresnet bench`",
+        "engine_precision": target.precision,
+    }
     if target.precision == "int8":
         record["qdq"] = quantization_points(path)
     return record
@@ -385,7 +491,9 @@ def _check_pixel_input(spec: dict, name: str) -> None:
     if spec["dtype"] != "uint8" or spec.get("scale") not in (None, 1.0) or spec.get("zero_point") not in (None, 0):
         raise ConversionError(
             f"{name}: its image input is {spec['dtype']} (scale {spec.get('scale')}, zero point "
-            f"{spec.get('zero_point')}), not raw uint8 pixels", "please report this with the model")
+            f"{spec.get('zero_point')}), not raw uint8 pixels",
+            "please report this with the model",
+        )
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -395,27 +503,38 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def _tflite_description(model: Model, image_input: bool) -> dict:
     """What the TFLite metadata tells Android Studio and the Task Library about the file."""
-    from .. import __version__
+    from .._version import __version__
 
     p = model.preprocess
     if image_input:
         # The file normalises inside: the app feeds raw pixels (mean 0, std 1).
         mean, std, value_range = [0.0] * 3, [1.0] * 3, (0.0, 255.0)
-        input_text = (f"RGB image, {p.input_size}x{p.input_size}, uint8 (resize and crop it first); normalised "
-                      f"inside the model as (x/255 - mean)/std with mean {list(p.mean)}, std {list(p.std)}")
+        input_text = (
+            f"RGB image, {p.input_size}x{p.input_size}, uint8 (resize and crop it first); normalised "
+            f"inside the model as (x/255 - mean)/std with mean {list(p.mean)}, std {list(p.std)}"
+        )
         output_text = "class probabilities"
     else:
         # In pixel units, as the Task Library applies (x - mean) / std to a float input.
         mean, std = [255.0 * m for m in p.mean], [255.0 * s for s in p.std]
         value_range = (min(-m / s for m, s in zip(mean, std)), max((255.0 - m) / s for m, s in zip(mean, std)))
-        input_text = (f"{p.channel_order} image, {p.input_size}x{p.input_size}, NHWC, normalised as "
-                      f"(x/255 - mean)/std with mean {list(p.mean)}, std {list(p.std)}")
+        input_text = (
+            f"{p.channel_order} image, {p.input_size}x{p.input_size}, NHWC, normalised as "
+            f"(x/255 - mean)/std with mean {list(p.mean)}, std {list(p.std)}"
+        )
         output_text = "logits (apply softmax for probabilities)"
     return {
-        "name": model.arch, "version": __version__, "author": "edgeresnet", "license": "see the model's source",
+        "name": model.arch,
+        "version": __version__,
+        "author": "edgeresnet",
+        "license": "see the model's source",
         "description": f"{model.arch} image classifier, {model.num_classes} classes, exported by edgeresnet",
-        "input_description": input_text, "mean": mean, "std": std,
-        "input_min": value_range[0], "input_max": value_range[1],
-        "output_description": output_text, "labels": list(model.labels) if model.labels else None,
+        "input_description": input_text,
+        "mean": mean,
+        "std": std,
+        "input_min": value_range[0],
+        "input_max": value_range[1],
+        "output_description": output_text,
+        "labels": list(model.labels) if model.labels else None,
         "output_name": "probability" if image_input else "logits",
     }

@@ -33,12 +33,16 @@ def read_folder(path: Path) -> HubFolder:
     config = _json(path / "config.json")
     model_type = config.get("model_type")
     if model_type != "resnet":
-        raise ArchitectureError(f"{path} holds a Hugging Face {model_type or 'unknown'} model, not a ResNet",
-                                "export a ResNetForImageClassification (model_type 'resnet')")
+        raise ArchitectureError(
+            f"{path} holds a Hugging Face {model_type or 'unknown'} model, not a ResNet",
+            "export a ResNetForImageClassification (model_type 'resnet')",
+        )
     weights = next((path / name for name in WEIGHT_FILES if (path / name).is_file()), None)
     if weights is None:
-        raise CheckpointError(f"{path} has a config.json but no weights: looked for {', '.join(WEIGHT_FILES)}",
-                              "save the model with save_pretrained() into this folder")
+        raise CheckpointError(
+            f"{path} has a config.json but no weights: looked for {', '.join(WEIGHT_FILES)}",
+            "save the model with save_pretrained() into this folder",
+        )
     return HubFolder(weights, config, labels_of(config), _preprocess(path / "preprocessor_config.json"))
 
 
@@ -60,10 +64,14 @@ def labels_of(config: dict[str, Any]) -> tuple[str, ...] | None:
     try:
         ordered = sorted((int(k), str(v)) for k, v in id2label.items())
     except ValueError:
-        raise CheckpointError(f"config.json's id2label has keys that are not class numbers: {list(id2label)[:3]}",
-                              "fix id2label in config.json") from None
+        raise CheckpointError(
+            f"config.json's id2label has keys that are not class numbers: {list(id2label)[:3]}",
+            "fix id2label in config.json",
+        ) from None
     if [i for i, _ in ordered] != list(range(len(ordered))):
-        raise CheckpointError("config.json's id2label does not number its classes 0..N-1", "fix id2label in config.json")
+        raise CheckpointError(
+            "config.json's id2label does not number its classes 0..N-1", "fix id2label in config.json"
+        )
     labels = tuple(label for _, label in ordered)
     return None if all(label == f"LABEL_{i}" for i, label in enumerate(labels)) else labels
 
@@ -92,5 +100,6 @@ def _preprocess(path: Path) -> Preprocess | None:
     try:
         return Preprocess(**fields)
     except ValueError as error:
-        raise CheckpointError(f"cannot use {path}: {str(error).splitlines()[0]}",
-                              "pass --input-size, --resize, --mean and --std instead") from None
+        raise CheckpointError(
+            f"cannot use {path}: {str(error).splitlines()[0]}", "pass --input-size, --resize, --mean and --std instead"
+        ) from None

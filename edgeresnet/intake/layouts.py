@@ -58,14 +58,15 @@ def candidates(state_dict: Mapping[str, Tensor], config: Mapping[str, Any] | Non
 
 def _pytorch_cifar_name(key: str) -> str:
     key = re.sub(r"\.shortcut\.", ".downsample.", key)
-    return "fc." + key[len("linear."):] if key.startswith("linear.") else key
+    return "fc." + key[len("linear.") :] if key.startswith("linear.") else key
 
 
 def _is_he_cifar(state_dict: Mapping[str, Tensor]) -> bool:
     """He et al.'s CIFAR ResNets: three stages of basic blocks after a normed 3x3 stem."""
     stages = {int(m[1]) for k in state_dict if (m := re.match(r"^layer(\d+)\.", k))}
-    return (stages == {1, 2, 3} and "bn1.weight" in state_dict
-            and not any(k.endswith(".conv3.weight") for k in state_dict))
+    return (
+        stages == {1, 2, 3} and "bn1.weight" in state_dict and not any(k.endswith(".conv3.weight") for k in state_dict)
+    )
 
 
 def _from_huggingface(state_dict: Mapping[str, Tensor], config: Mapping[str, Any]) -> Canonical:
@@ -76,9 +77,10 @@ def _from_huggingface(state_dict: Mapping[str, Tensor], config: Mapping[str, Any
             match = re.match(pattern, name)
             if match:
                 groups = match.groups()
-                new = replacement.format(*groups, s=int(groups[0]) + 1 if groups else 0,
-                                         k=int(groups[2]) + 1 if len(groups) > 2 else 0)
-                name = new + name[match.end():]
+                new = replacement.format(
+                    *groups, s=int(groups[0]) + 1 if groups else 0, k=int(groups[2]) + 1 if len(groups) > 2 else 0
+                )
+                name = new + name[match.end() :]
                 break
         renamed[name] = value
     known = {}

@@ -171,13 +171,14 @@ def _open_archive(path: Path) -> dict[str, str]:
         raise _damaged(path, f"record {damaged} fails its checksum")
     if fmt != _FORMAT_VALUE:
         raise CheckpointError(
-            f"{path} is not a torch.export archive (it is {_zip_kind(names)}: no archive_format "
-            "record saying pt2)",
+            f"{path} is not a torch.export archive (it is {_zip_kind(names)}: no archive_format record saying pt2)",
             hint="pass a .pt2 file written by torch.export.save, or load a torch.save or "
             "TorchScript file as a checkpoint",
         )
     if version != _VERSION_VALUE:
-        found = "no archive_version record" if version is None else f"archive version {version.decode(errors='replace')!r}"
+        found = (
+            "no archive_version record" if version is None else f"archive version {version.decode(errors='replace')!r}"
+        )
         raise CheckpointError(
             f"cannot read {path}: the torch.export archive has {found}, and this reader knows version 0",
             hint="export and save the model again with torch.export.save",
@@ -241,8 +242,7 @@ def _refuse_unsafe_records(path: Path, records: dict[str, str]) -> None:
     aoti = sorted(n for n in records if n.startswith(_AOTI_DIR))
     if aoti:
         raise CheckpointError(
-            f"refused to load {path}: it holds AOTInductor compiled code ({aoti[0]}), "
-            "which loading would run",
+            f"refused to load {path}: it holds AOTInductor compiled code ({aoti[0]}), which loading would run",
             hint=_TRUST_HINT,
         )
     legacy = [n for n in (f"{_WEIGHTS_DIR}{_MODEL}.pt", f"{_CONSTANTS_DIR}{_MODEL}.pt") if n in records]
@@ -335,16 +335,16 @@ def _tensors(path: Path, config, directory: str, read, what: str) -> dict[str, t
             offset = _int(tensor_meta.storage_offset, "storage offset")
             if record not in storages:
                 data = bytearray(read(record))
-                storages[record] = (
-                    torch.frombuffer(data, dtype=torch.uint8).untyped_storage() if data else None
-                )
+                storages[record] = torch.frombuffer(data, dtype=torch.uint8).untyped_storage() if data else None
             storage = storages[record]
             if storage is None:  # torch writes an empty record for an empty tensor
                 tensor = torch.zeros(sizes, dtype=dtype)
             else:
                 tensor = torch.empty(0, dtype=dtype).set_(storage, offset, sizes, strides)
             if meta.is_param:
-                tensor = nn.Parameter(tensor, requires_grad=bool(tensor_meta.requires_grad) and tensor.is_floating_point())
+                tensor = nn.Parameter(
+                    tensor, requires_grad=bool(tensor_meta.requires_grad) and tensor.is_floating_point()
+                )
         except CheckpointError:
             raise
         except Exception as error:  # sizes beyond the bytes, an unknown dtype, symbolic sizes

@@ -83,9 +83,7 @@ class CifarResNet(nn.Module):
                 hint="use 'A' (zero-padding identity) or 'B' (1x1 conv projection)",
             )
         if num_classes < 1 or width < 1:
-            raise ArchitectureError(
-                f"num_classes and width must be at least 1, got {num_classes} and {width}"
-            )
+            raise ArchitectureError(f"num_classes and width must be at least 1, got {num_classes} and {width}")
         self.conv1 = nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)

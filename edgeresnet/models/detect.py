@@ -47,7 +47,7 @@ class ArchSpec:
     shortcut: Literal["A", "B", "downsample"]  # CIFAR pad / CIFAR projection / torchvision
     num_classes: int
     name: str | None = None
-    plan: "ChannelPlan | None" = None  # a pruned model: the widths cut from this architecture
+    plan: ChannelPlan | None = None  # a pruned model: the widths cut from this architecture
     # A structure the zoo's two classes do not cover (another stem, attention, pre-activation,
     # other widths or input channels): built as a GeneralResNet.
     layout: Layout | None = None
@@ -55,9 +55,7 @@ class ArchSpec:
     def __post_init__(self) -> None:
         stages = _LAYOUT[self.family][2]
         if self.layout is None and len(self.layers) != stages:
-            raise ArchitectureError(
-                f"a {self.family} ResNet has {stages} stages, got layers={self.layers}"
-            )
+            raise ArchitectureError(f"a {self.family} ResNet has {stages} stages, got layers={self.layers}")
 
     def build(self) -> nn.Module:
         if self.plan is not None:  # the cut happens above this layer: edgeresnet.pruning.rebuild
@@ -67,9 +65,7 @@ class ArchSpec:
         if self.family == "cifar":
             return CifarResNet(self.layers, self.num_classes, self.shortcut, self.width)
         block = BasicBlock if self.block == "basic" else Bottleneck
-        return ResNet(
-            block, list(self.layers), self.num_classes, self.groups, self.width_per_group, self.width
-        )
+        return ResNet(block, list(self.layers), self.num_classes, self.groups, self.width_per_group, self.width)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -82,15 +78,19 @@ class ArchSpec:
 
     def to_json(self) -> dict[str, Any]:
         """The fields (but the plan) as JSON values; ``from_json`` reads them back."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)
-                if f.name != "plan" and (f.name != "layout" or self.layout is not None)}
+        return {
+            f.name: _jsonable(getattr(self, f.name))
+            for f in fields(self)
+            if f.name != "plan" and (f.name != "layout" or self.layout is not None)
+        }
 
     @classmethod
-    def from_json(cls, values: Mapping[str, Any]) -> "ArchSpec":
+    def from_json(cls, values: Mapping[str, Any]) -> ArchSpec:
         values = dict(values)
         if values.get("layout") is not None:
-            values["layout"] = Layout(**{k: tuple(v) if isinstance(v, list) else v
-                                         for k, v in values["layout"].items()})
+            values["layout"] = Layout(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in values["layout"].items()}
+            )
         return cls(**{k: tuple(v) if k == "layers" else v for k, v in values.items()})
 
     def __str__(self) -> str:
@@ -106,8 +106,19 @@ class ArchSpec:
 
 # Initialisers a module's constructor may call. On the meta device they do nothing useful, and
 # the first normal_ there costs about 3 s (torch loads its reference decompositions).
-_INITIALISERS = ("kaiming_normal_", "kaiming_uniform_", "normal_", "uniform_", "constant_", "zeros_", "ones_",
-                 "trunc_normal_", "xavier_normal_", "xavier_uniform_", "orthogonal_")
+_INITIALISERS = (
+    "kaiming_normal_",
+    "kaiming_uniform_",
+    "normal_",
+    "uniform_",
+    "constant_",
+    "zeros_",
+    "ones_",
+    "trunc_normal_",
+    "xavier_normal_",
+    "xavier_uniform_",
+    "orthogonal_",
+)
 
 
 @contextlib.contextmanager
@@ -185,7 +196,7 @@ def spec_of_model(arch: str, options: Mapping[str, Any]) -> ArchSpec | None:
     return replace(_infer(model.state_dict()), name=name)
 
 
-def spec_with_plan(plan: "ChannelPlan") -> ArchSpec:
+def spec_with_plan(plan: ChannelPlan) -> ArchSpec:
     return replace(plan.base_spec(), plan=plan)
 
 
@@ -291,8 +302,9 @@ def infer_general(state_dict: Mapping[str, Tensor], **known: Any) -> ArchSpec:
         groups = middle[0] // middle[1]
         width_per_group = round(middle[1] * 64 / planes[0])
     # Pre-activation: no norm after the stem, and a block's first norm reads its input.
-    preact = "bn1.weight" not in shapes and shapes.get("layer1.0.bn1.weight", (0,))[0] == shapes[
-        "layer1.0.conv1.weight"][1]
+    preact = (
+        "bn1.weight" not in shapes and shapes.get("layer1.0.bn1.weight", (0,))[0] == shapes["layer1.0.conv1.weight"][1]
+    )
     down = "avg" if any(re.search(r"\.downsample\.2\.weight$", k) for k in shapes) else "conv"
     attention, sizes = "", ()
     if "layer1.0.se.fc1.weight" in shapes:
@@ -301,13 +313,32 @@ def infer_general(state_dict: Mapping[str, Tensor], **known: Any) -> ArchSpec:
     elif "layer1.0.se.conv.weight" in shapes:
         attention = "eca"
         sizes = tuple(shapes.get(f"layer{s + 1}.0.se.conv.weight", (0, 0, 0))[-1] for s in range(len(layers)))
-    layout = Layout(layers=layers, planes=planes, bottleneck=bottleneck, groups=groups,
-                    width_per_group=width_per_group, preact=preact, down=down, attention=attention,
-                    attention_sizes=sizes, num_classes=shapes["fc.weight"][0], **stem, **known)
+    layout = Layout(
+        layers=layers,
+        planes=planes,
+        bottleneck=bottleneck,
+        groups=groups,
+        width_per_group=width_per_group,
+        preact=preact,
+        down=down,
+        attention=attention,
+        attention_sizes=sizes,
+        num_classes=shapes["fc.weight"][0],
+        **stem,
+        **known,
+    )
     family: Family = "cifar" if layout.stem == "3x3" and not layout.stem_pool else "imagenet"
-    return ArchSpec(family=family, block="bottleneck" if bottleneck else "basic", layers=layers,
-                    width=layout.stem_width, groups=groups, width_per_group=width_per_group,
-                    shortcut="downsample", num_classes=layout.num_classes, layout=layout)
+    return ArchSpec(
+        family=family,
+        block="bottleneck" if bottleneck else "basic",
+        layers=layers,
+        width=layout.stem_width,
+        groups=groups,
+        width_per_group=width_per_group,
+        shortcut="downsample",
+        num_classes=layout.num_classes,
+        layout=layout,
+    )
 
 
 def structure_of(spec: ArchSpec) -> dict[str, Any]:
@@ -315,13 +346,28 @@ def structure_of(spec: ArchSpec) -> dict[str, Any]:
     layout = spec.layout
     if layout is None:
         imagenet = spec.family == "imagenet"
-        return {"stem": "7x7" if imagenet else "3x3", "stem_pool": imagenet, "block": spec.block, "preact": False,
-                "shortcut": "zero-pad" if spec.shortcut == "A" else "projection", "attention": None,
-                "groups": spec.groups, "in_chans": 3, "stages": len(spec.layers)}
-    return {"stem": layout.stem, "stem_pool": layout.stem_pool, "block": "bottleneck" if layout.bottleneck else "basic",
-            "preact": layout.preact, "shortcut": "avgpool-projection" if layout.down == "avg" else "projection",
-            "attention": layout.attention or None, "groups": layout.groups, "in_chans": layout.in_chans,
-            "stages": len(layout.layers)}
+        return {
+            "stem": "7x7" if imagenet else "3x3",
+            "stem_pool": imagenet,
+            "block": spec.block,
+            "preact": False,
+            "shortcut": "zero-pad" if spec.shortcut == "A" else "projection",
+            "attention": None,
+            "groups": spec.groups,
+            "in_chans": 3,
+            "stages": len(spec.layers),
+        }
+    return {
+        "stem": layout.stem,
+        "stem_pool": layout.stem_pool,
+        "block": "bottleneck" if layout.bottleneck else "basic",
+        "preact": layout.preact,
+        "shortcut": "avgpool-projection" if layout.down == "avg" else "projection",
+        "attention": layout.attention or None,
+        "groups": layout.groups,
+        "in_chans": layout.in_chans,
+        "stages": len(layout.layers),
+    }
 
 
 def describe_layout(layout: Layout) -> str:
@@ -331,7 +377,11 @@ def describe_layout(layout: Layout) -> str:
     block = ("pre-activation " if layout.preact else "") + ("bottleneck" if layout.bottleneck else "basic")
     if layout.groups > 1:
         block += f" ({layout.groups} groups)"
-    parts = [stem, f"{block} blocks {list(layout.layers)}", f"widths {[layout.block_out(s) for s in range(len(layout.layers))]}"]
+    parts = [
+        stem,
+        f"{block} blocks {list(layout.layers)}",
+        f"widths {[layout.block_out(s) for s in range(len(layout.layers))]}",
+    ]
     if layout.down == "avg":
         parts.append("avg-pool shortcuts")
     if layout.attention:
@@ -388,7 +438,7 @@ def _not_a_resnet(reason: str) -> ArchitectureError:
     return ArchitectureError(
         _NOT_A_RESNET + reason,
         hint="if it is a ResNet in another layout, pass the nn.Module itself from Python "
-             "(edgeresnet.load_model(module)) or save it with torch.export.save as a .pt2 file",
+        "(edgeresnet.load_model(module)) or save it with torch.export.save as a .pt2 file",
     )
 
 

@@ -44,8 +44,9 @@ class Layout:
 
     def __post_init__(self) -> None:
         if not self.layers or len(self.planes) != len(self.layers) or min(self.layers) < 1:
-            raise ArchitectureError(f"a ResNet needs one width per stage and a block in each, got "
-                                    f"layers={self.layers} planes={self.planes}")
+            raise ArchitectureError(
+                f"a ResNet needs one width per stage and a block in each, got layers={self.layers} planes={self.planes}"
+            )
         if self.attention and len(self.attention_sizes) != len(self.layers):
             raise ArchitectureError(f"{self.attention} attention needs a size per stage, got {self.attention_sizes}")
 
@@ -114,14 +115,19 @@ class Block(nn.Module):
         self.preact = layout.preact
         if layout.bottleneck:
             first_stride, middle_stride = (stride, 1) if layout.stride_in_1x1 else (1, stride)
-            convs = [nn.Conv2d(inplanes, width, 1, first_stride, bias=False),
-                     nn.Conv2d(width, width, 3, middle_stride, 1, groups=layout.groups, bias=False),
-                     nn.Conv2d(width, out, 1, bias=False)]
+            convs = [
+                nn.Conv2d(inplanes, width, 1, first_stride, bias=False),
+                nn.Conv2d(width, width, 3, middle_stride, 1, groups=layout.groups, bias=False),
+                nn.Conv2d(width, out, 1, bias=False),
+            ]
         else:
             convs = [nn.Conv2d(inplanes, width, 3, stride, 1, bias=False), nn.Conv2d(width, out, 3, 1, 1, bias=False)]
         # Registration order is the order of the weights in the source's state dict.
-        normed = [inplanes, *(conv.out_channels for conv in convs[:-1])] if self.preact else \
-            [conv.out_channels for conv in convs]
+        normed = (
+            [inplanes, *(conv.out_channels for conv in convs[:-1])]
+            if self.preact
+            else [conv.out_channels for conv in convs]
+        )
         for index, (conv, features) in enumerate(zip(convs, normed), start=1):
             if self.preact:
                 setattr(self, f"bn{index}", nn.BatchNorm2d(features))
@@ -165,9 +171,14 @@ class GeneralResNet(nn.Module):
         if layout.stem == "deep":
             first, second = layout.stem_widths
             self.conv1 = nn.Sequential(
-                nn.Conv2d(layout.in_chans, first, 3, 2, 1, bias=False), nn.BatchNorm2d(first), nn.ReLU(inplace=True),
-                nn.Conv2d(first, second, 3, 1, 1, bias=False), nn.BatchNorm2d(second), nn.ReLU(inplace=True),
-                nn.Conv2d(second, layout.stem_width, 3, 1, 1, bias=False))
+                nn.Conv2d(layout.in_chans, first, 3, 2, 1, bias=False),
+                nn.BatchNorm2d(first),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(first, second, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(second),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(second, layout.stem_width, 3, 1, 1, bias=False),
+            )
         else:
             kernel = 7 if layout.stem == "7x7" else 3
             self.conv1 = nn.Conv2d(layout.in_chans, layout.stem_width, kernel, stem_stride, kernel // 2, bias=False)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+
 from ..errors import ArchitectureError
 
 FORMAT = "edgeresnet.channel-plan/1"
@@ -43,27 +44,30 @@ class ChannelPlan(BaseModel):
         from .detect import ArchSpec
 
         if "module" in self.base:  # a module no layout describes: only its own class can be cut again
-            raise ArchitectureError(f"the channel plan was made for a {self.base['module']}, which edgeresnet cannot "
-                                    "rebuild from weights", "keep the pruned nn.Module in memory, or save it as a "
-                                    "torch.export .pt2 file")
+            raise ArchitectureError(
+                f"the channel plan was made for a {self.base['module']}, which edgeresnet cannot rebuild from weights",
+                "keep the pruned nn.Module in memory, or save it as a torch.export .pt2 file",
+            )
         return ArchSpec.from_json(self.base)
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2) + "\n"
 
     @classmethod
-    def from_json(cls, text: str, origin: str = "channel plan") -> "ChannelPlan":
+    def from_json(cls, text: str, origin: str = "channel plan") -> ChannelPlan:
         try:
             plan = cls.model_validate(json.loads(text))
         except (ValueError, ValidationError) as error:
-            raise ArchitectureError(f"{origin} is not a valid channel plan ({str(error).splitlines()[0]})",
-                                    "use the channel-plan.json that `edgeresnet prune` wrote") from None
+            raise ArchitectureError(
+                f"{origin} is not a valid channel plan ({str(error).splitlines()[0]})",
+                "use the channel-plan.json that `edgeresnet prune` wrote",
+            ) from None
         if plan.format != FORMAT:
             raise ArchitectureError(f"{origin} has format {plan.format!r}, this version reads {FORMAT!r}")
         return plan
 
     @classmethod
-    def read(cls, path: str | Path) -> "ChannelPlan":
+    def read(cls, path: str | Path) -> ChannelPlan:
         path = Path(path)
         if not path.is_file():
             raise ArchitectureError(f"channel plan not found: {path}", "check the path")

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from edgeresnet.errors import ArchitectureError, closest
 
@@ -24,11 +25,22 @@ if TYPE_CHECKING:
 Family = Literal["imagenet", "cifar"]
 
 _CIFAR = ("resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
-_IMAGENET = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "resnext101_32x8d",
-             "wide_resnet50_2", "wide_resnet101_2")
+_IMAGENET = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+)
 # name -> (family, the module under edgeresnet.models that defines its builder)
 CATALOG: dict[str, tuple[Family, str]] = {
-    **{name: ("cifar", "cifar") for name in _CIFAR}, **{name: ("imagenet", "resnet") for name in _IMAGENET}}
+    **{name: ("cifar", "cifar") for name in _CIFAR},
+    **{name: ("imagenet", "resnet") for name in _IMAGENET},
+}
 
 
 @dataclass(frozen=True)

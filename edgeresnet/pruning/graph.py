@@ -44,16 +44,79 @@ from .structure import Space, Structure, _segments
 
 # Module leaves that pass their input's channels through unchanged, one for one.
 _SAME_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid,
-    nn.Hardsigmoid, nn.Hardswish, nn.Hardtanh, nn.Tanh, nn.Softplus, nn.Identity, nn.Dropout, nn.Dropout2d,
-    nn.AlphaDropout, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Upsample,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Hardsigmoid,
+    nn.Hardswish,
+    nn.Hardtanh,
+    nn.Tanh,
+    nn.Softplus,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.AlphaDropout,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.Upsample,
 )
 _SAME_FUNCTIONS = {
-    "relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "elu", "elu_", "selu", "celu", "gelu", "silu", "mish",
-    "hardswish", "hardsigmoid", "hardtanh", "hardtanh_", "sigmoid", "sigmoid_", "tanh", "tanh_", "softplus",
-    "dropout", "dropout2d", "alpha_dropout", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
-    "adaptive_max_pool2d", "interpolate", "upsample", "contiguous", "clone", "detach", "float", "to", "type",
-    "abs", "neg", "exp", "sqrt", "rsqrt", "square", "reciprocal", "clamp", "clamp_", "clamp_min", "clamp_max",
+    "relu",
+    "relu_",
+    "relu6",
+    "leaky_relu",
+    "leaky_relu_",
+    "elu",
+    "elu_",
+    "selu",
+    "celu",
+    "gelu",
+    "silu",
+    "mish",
+    "hardswish",
+    "hardsigmoid",
+    "hardtanh",
+    "hardtanh_",
+    "sigmoid",
+    "sigmoid_",
+    "tanh",
+    "tanh_",
+    "softplus",
+    "dropout",
+    "dropout2d",
+    "alpha_dropout",
+    "max_pool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "interpolate",
+    "upsample",
+    "contiguous",
+    "clone",
+    "detach",
+    "float",
+    "to",
+    "type",
+    "abs",
+    "neg",
+    "exp",
+    "sqrt",
+    "rsqrt",
+    "square",
+    "reciprocal",
+    "clamp",
+    "clamp_",
+    "clamp_min",
+    "clamp_max",
 }
 _SUMS = {"add", "iadd", "add_", "sub", "isub", "sub_", "rsub"}
 _PRODUCTS = {"mul", "imul", "mul_", "div", "truediv", "itruediv", "div_", "pow", "maximum", "minimum"}
@@ -66,10 +129,32 @@ _METADATA = {"size", "dim", "numel", "getattr", "ndimension"}  # read the shape,
 # what proves relu(x + 0) == x when a block is replaced by an identity.
 _NONNEG_MODULES = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid, nn.Softplus)
 _NONNEG_FUNCTIONS = {"relu", "relu_", "relu6", "sigmoid", "sigmoid_", "hardsigmoid", "softplus"}
-_SIGN_MODULES = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-                 nn.AdaptiveMaxPool2d, nn.Upsample, nn.Flatten, PadShortcut)
-_SIGN_FUNCTIONS = {"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "dropout", "flatten",
-                   "view", "reshape", "contiguous", "clone", "getitem", "interpolate"}
+_SIGN_MODULES = (
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.Upsample,
+    nn.Flatten,
+    PadShortcut,
+)
+_SIGN_FUNCTIONS = {
+    "max_pool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "dropout",
+    "flatten",
+    "view",
+    "reshape",
+    "contiguous",
+    "clone",
+    "getitem",
+    "interpolate",
+}
 _OUTPUT = "the model's output"
 
 
@@ -399,16 +484,29 @@ class _Walk:
         """A reshape that leaves N and C where they are and only regroups H and W; the channel
         count must not be written as a constant (it would not follow the pruning)."""
         before, after = self.shape(source), self.shape(node)
-        if not before or not after or len(before) < 2 or len(after) < 2 or before[:2] != after[:2] \
-                or math.prod(before[2:]) != math.prod(after[2:]) or self._fixed_channels(node):
+        if (
+            not before
+            or not after
+            or len(before) < 2
+            or len(after) < 2
+            or before[:2] != after[:2]
+            or math.prod(before[2:]) != math.prod(after[2:])
+            or self._fixed_channels(node)
+        ):
             return self._unknown(node)
         self._same(node, source)
 
     def _expand(self, node: fx.Node) -> None:
         source = node.args[0]
         before, after = self.shape(source), self.shape(node)
-        if source not in self.value or not before or not after or len(before) != len(after) \
-                or before[:2] != after[:2] or self._fixed_channels(node):
+        if (
+            source not in self.value
+            or not before
+            or not after
+            or len(before) != len(after)
+            or before[:2] != after[:2]
+            or self._fixed_channels(node)
+        ):
             return self._unknown(node)
         self.value[node] = self.value[source]
 
@@ -454,8 +552,11 @@ class _Walk:
         source, rank = node.args[0], self._rank(node.args[0])
         pad = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad", ())
         spatial = 2 * (rank - 2)
-        if rank < 2 or not isinstance(pad, (tuple, list)) or any(
-                not isinstance(p, int) or p != 0 for p in pad[spatial:]):
+        if (
+            rank < 2
+            or not isinstance(pad, (tuple, list))
+            or any(not isinstance(p, int) or p != 0 for p in pad[spatial:])
+        ):
             return self._unknown(node, f"{self.reason(node)} (pads the channels with fixed widths)")
         self._same(node, source)
 
@@ -473,9 +574,15 @@ class _Walk:
         (source,), result = entries, exits[0]
         relu = self._is_relu(result)
         total = result.args[0] if relu else result
-        if not isinstance(total, fx.Node) or total not in inside or total.op not in ("call_function", "call_method") \
-                or self.op_name(total) not in ("add", "iadd", "add_") or total.kwargs or len(total.args) != 2 \
-                or (relu and len(total.users) != 1):
+        if (
+            not isinstance(total, fx.Node)
+            or total not in inside
+            or total.op not in ("call_function", "call_method")
+            or self.op_name(total) not in ("add", "iadd", "add_")
+            or total.kwargs
+            or len(total.args) != 2
+            or (relu and len(total.users) != 1)
+        ):
             return False
         if not any(self._identity(operand, source, inside) for operand in total.args):
             return False
@@ -485,13 +592,20 @@ class _Walk:
         if node.op == "call_module":
             layer = self.modules[node.target]
             return isinstance(layer, nn.ReLU) or isinstance(layer, nn.LeakyReLU)
-        return node.op in ("call_function", "call_method") and self.op_name(node) in (
-            "relu", "relu_", "leaky_relu", "leaky_relu_") and len(node.all_input_nodes) == 1
+        return (
+            node.op in ("call_function", "call_method")
+            and self.op_name(node) in ("relu", "relu_", "leaky_relu", "leaky_relu_")
+            and len(node.all_input_nodes) == 1
+        )
 
     def _identity(self, node, source: fx.Node, inside: set) -> bool:
         while node is not source:
-            if not (isinstance(node, fx.Node) and node in inside and node.op == "call_module"
-                    and type(self.modules[node.target]) is nn.Identity):
+            if not (
+                isinstance(node, fx.Node)
+                and node in inside
+                and node.op == "call_module"
+                and type(self.modules[node.target]) is nn.Identity
+            ):
                 return False
             node = node.args[0]
         return True
@@ -534,18 +648,34 @@ class _Walk:
                     frozen[name] = info.reason
                 continue
             members = [p for _, p in info.producers + info.norms] + [p for _, p in info.consumers]
-            block = None if info.adds else next(
-                (b for b in blocks if members and all(m.startswith(b + ".") for m in members)), None)
-            spaces[name] = Space(
-                name, info.channels, _paths(info.producers), _paths(info.norms), _paths(info.consumers),
-                groups=math.lcm(*info.groups), residual=bool(info.adds), block=block,
+            block = (
+                None
+                if info.adds
+                else next((b for b in blocks if members and all(m.startswith(b + ".") for m in members)), None)
             )
-        pads = {path: (names[self.find(s)], names[self.find(t)], offset) for path, s, t, offset in self.pads
-                if names.get(self.find(s)) in spaces and names.get(self.find(t)) in spaces}
+            spaces[name] = Space(
+                name,
+                info.channels,
+                _paths(info.producers),
+                _paths(info.norms),
+                _paths(info.consumers),
+                groups=math.lcm(*info.groups),
+                residual=bool(info.adds),
+                block=block,
+            )
+        pads = {
+            path: (names[self.find(s)], names[self.find(t)], offset)
+            for path, s, t, offset in self.pads
+            if names.get(self.find(s)) in spaces and names.get(self.find(t)) in spaces
+        }
         pad_links = {(self.find(s), self.find(t), offset) for _, s, t, offset in self.pads}
-        links = tuple((names[self.find(s)], names[self.find(t)], offset) for s, t, offset in self.links
-                      if (self.find(s), self.find(t), offset) not in pad_links
-                      and names.get(self.find(s)) in spaces and names.get(self.find(t)) in spaces)
+        links = tuple(
+            (names[self.find(s)], names[self.find(t)], offset)
+            for s, t, offset in self.links
+            if (self.find(s), self.find(t), offset) not in pad_links
+            and names.get(self.find(s)) in spaces
+            and names.get(self.find(t)) in spaces
+        )
         removable = {block for block in blocks if self.removable(block)}
         segments = _segments(spaces, [*pads.values(), *links], removable)
         return Structure(spaces, segments, pads, frozen=frozen, links=links)
@@ -607,10 +737,17 @@ class _Classes:
         reasons = [reason for r in records for reason in r.frozen]
         if None in channels or len(channels) > 1:
             reasons.append((-1, "the ops that write it disagree on its channel count", False))
-        return _Class(vars_, next(iter(channels)), [p for r in records for p in r.producers],
-                      [n for r in records for n in r.norms], [c for r in records for c in r.consumers],
-                      {g for r in records for g in r.groups}, sorted(a for r in records for a in r.adds),
-                      reasons, min(r.birth for r in records))
+        return _Class(
+            vars_,
+            next(iter(channels)),
+            [p for r in records for p in r.producers],
+            [n for r in records for n in r.norms],
+            [c for r in records for c in r.consumers],
+            {g for r in records for g in r.groups},
+            sorted(a for r in records for a in r.adds),
+            reasons,
+            min(r.birth for r in records),
+        )
 
     def _tie_links(self) -> None:
         find = self.walk.find
@@ -657,4 +794,3 @@ class _Classes:
                 return stage or block
         writers = [v for v in info.vars if self.walk.vars[v].producers] or info.vars
         return self.walk.vars[min(writers, key=lambda v: self.walk.vars[v].birth)].label
-

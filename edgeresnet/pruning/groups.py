@@ -45,11 +45,15 @@ class ChannelGroup:
 def residual_groups(module: nn.Module, input_shape: tuple[int, ...] | None = None) -> list[ChannelGroup]:
     """One ChannelGroup per residual stream, stem to head."""
     structure = analyse(module, input_shape)
-    pads = {target: PadLink(source, structure.spaces[source].channels, offset)
-            for source, target, offset in structure.pads.values()}
-    return [ChannelGroup(space.name, space.channels, space.producers, space.norms, space.consumers,
-                         pads.get(space.name))
-            for space in structure.spaces.values() if space.residual]
+    pads = {
+        target: PadLink(source, structure.spaces[source].channels, offset)
+        for source, target, offset in structure.pads.values()
+    }
+    return [
+        ChannelGroup(space.name, space.channels, space.producers, space.norms, space.consumers, pads.get(space.name))
+        for space in structure.spaces.values()
+        if space.residual
+    ]
 
 
 def frozen_spaces(module: nn.Module, input_shape: tuple[int, ...] | None = None) -> dict[str, str]:

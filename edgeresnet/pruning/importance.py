@@ -70,8 +70,10 @@ def unit_scores(structure: Structure, raw: dict[str, Tensor]) -> dict[str, Tenso
         parts = [float(scores[s][c]) for s, c in unit if s in written]
         return sum(parts) / len(parts) if parts else 0.0
 
-    return {segment.name: torch.tensor([unit_score(unit) for unit in segment.units], dtype=torch.float64)
-            for segment in structure.segments}
+    return {
+        segment.name: torch.tensor([unit_score(unit) for unit in segment.units], dtype=torch.float64)
+        for segment in structure.segments
+    }
 
 
 def block_scores(structure: Structure, raw: dict[str, Tensor]) -> dict[str, float]:
@@ -101,8 +103,9 @@ def _taylor(module: nn.Module, structure: Structure, batches: Iterable[tuple[Ten
     import copy
 
     work = copy.deepcopy(module).eval()
-    norms = {name: work.get_submodule(name)
-             for space in structure.spaces.values() for name in _affine_norms(work, space)}
+    norms = {
+        name: work.get_submodule(name) for space in structure.spaces.values() for name in _affine_norms(work, space)
+    }
     totals = {name: torch.zeros(norm.num_features, dtype=torch.float64) for name, norm in norms.items()}
     seen = 0
     for images, labels in batches:
@@ -116,6 +119,8 @@ def _taylor(module: nn.Module, structure: Structure, batches: Iterable[tuple[Ten
     if seen == 0:
         from ..errors import DataError
 
-        raise DataError("the taylor criterion needs labelled images, and none were given",
-                        "pass data to prune (--data), or choose --importance l1, l2 or bn")
+        raise DataError(
+            "the taylor criterion needs labelled images, and none were given",
+            "pass data to prune (--data), or choose --importance l1, l2 or bn",
+        )
     return totals

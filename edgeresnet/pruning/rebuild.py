@@ -16,8 +16,10 @@ def rebuild(plan: ChannelPlan) -> nn.Module:
     structure = analyse(module)
     unknown = sorted(set(plan.widths) - set(structure.spaces))
     if unknown:
-        raise ArchitectureError(f"the channel plan names spaces {unknown[:3]} that {plan.name} does not have",
-                                "the plan was made for another architecture")
+        raise ArchitectureError(
+            f"the channel plan names spaces {unknown[:3]} that {plan.name} does not have",
+            "the plan was made for another architecture",
+        )
     keep = {name: first_channels(structure.spaces[name], width) for name, width in plan.widths.items()}
     module = cut(module, structure, keep, plan.removed_blocks)
     for name, (before, after) in plan.pads.items():

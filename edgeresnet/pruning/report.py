@@ -17,8 +17,17 @@ from ..saving import save
 REPORT_NAME = "prune-report.json"
 
 
-def write_pruned(model: Model, config, data: ImageDataset, train: ImageDataset, out: Path, *, overwrite: bool = False,
-                 threads: int = 2, log=lambda message: None) -> dict:
+def write_pruned(
+    model: Model,
+    config,
+    data: ImageDataset,
+    train: ImageDataset,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    threads: int = 2,
+    log=lambda message: None,
+) -> dict:
     """Prune ``model`` (importance and batch norms from ``train``), measure top-1 before and after on
     ``data``, and write model.safetensors, channel-plan.json, prune-report.json and the resolved config."""
     from ..stages.prune import prune
@@ -32,9 +41,14 @@ def write_pruned(model: Model, config, data: ImageDataset, train: ImageDataset, 
         after = evaluate(pruned.predictor(threads), data, pruned.preprocess, progress="After")
         save(pruned, run)
         report = {
-            "model": model.source, "arch": model.arch, "data": data.source, "samples": after.n,
-            "config": config.model_dump(mode="json"), "seconds": seconds,
-            "top1_before": before.top1, "top1_after": after.top1,
+            "model": model.source,
+            "arch": model.arch,
+            "data": data.source,
+            "samples": after.n,
+            "config": config.model_dump(mode="json"),
+            "seconds": seconds,
+            "top1_before": before.top1,
+            "top1_after": after.top1,
             "stage_widths_before": _stage_widths(model.module),
             "stage_widths_after": _stage_widths(pruned.module),
             **{k: v for k, v in pruned.plan.info.items()},
@@ -57,15 +71,31 @@ def prune_table(report: dict):
     table = Table(title=f"{report['arch']} pruned ({report['importance']}, {report['scope']})")
     for column in ("", "before", "after", "change"):
         table.add_column(column, justify="right" if column else "left")
-    table.add_row("top-1 %", f"{report['top1_before']:.2f}", f"{report['top1_after']:.2f}",
-                  f"{report['top1_after'] - report['top1_before']:+.2f}")
-    table.add_row("MACs", f"{report['macs_before'] / 1e6:,.1f} M", f"{report['macs_after'] / 1e6:,.1f} M",
-                  f"{report['macs_factor']:.2f}x fewer")
-    table.add_row("parameters", f"{report['params_before']:,}", f"{report['params_after']:,}",
-                  f"{report['params_before'] / report['params_after']:.2f}x fewer")
+    table.add_row(
+        "top-1 %",
+        f"{report['top1_before']:.2f}",
+        f"{report['top1_after']:.2f}",
+        f"{report['top1_after'] - report['top1_before']:+.2f}",
+    )
+    table.add_row(
+        "MACs",
+        f"{report['macs_before'] / 1e6:,.1f} M",
+        f"{report['macs_after'] / 1e6:,.1f} M",
+        f"{report['macs_factor']:.2f}x fewer",
+    )
+    table.add_row(
+        "parameters",
+        f"{report['params_before']:,}",
+        f"{report['params_after']:,}",
+        f"{report['params_before'] / report['params_after']:.2f}x fewer",
+    )
     if report["stage_widths_before"] and report["stage_widths_after"]:
-        table.add_row("stage widths", " / ".join(map(str, report["stage_widths_before"])),
-                      " / ".join(map(str, report["stage_widths_after"])), "")
+        table.add_row(
+            "stage widths",
+            " / ".join(map(str, report["stage_widths_before"])),
+            " / ".join(map(str, report["stage_widths_after"])),
+            "",
+        )
     if report["removed_blocks"]:
         table.add_row("blocks removed", "", str(len(report["removed_blocks"])), "")
     for space, op in report.get("frozen", {}).items():  # kept whole: an op the analysis cannot follow

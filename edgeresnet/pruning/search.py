@@ -76,7 +76,7 @@ def fill_up(
             wider = [c for c in allowed_counts(segment, round_to) if c > count]
             if count == 0 or not wider:  # a removed block stays removed
                 continue
-            gain = float(ranked[segment.name][count:wider[0]].mean())
+            gain = float(ranked[segment.name][count : wider[0]].mean())
             candidates.append((gain, segment.name, wider[0]))
         for _, name, wider in sorted(candidates, reverse=True):
             budget -= 1

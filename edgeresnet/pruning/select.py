@@ -48,8 +48,12 @@ def keep_counts(
         threshold = everything.sort().values[removed - 1] if removed > 0 else -math.inf
         wanted = {s.name: float((scores[s.name] > threshold).sum()) for s in structure.segments}
     gone = set(removed_blocks)
-    return {s.name: 0 if s.removable and block_of(structure, s) in gone else nearest(allowed_counts(s, round_to), wanted[s.name])
-            for s in structure.segments}
+    return {
+        s.name: 0
+        if s.removable and block_of(structure, s) in gone
+        else nearest(allowed_counts(s, round_to), wanted[s.name])
+        for s in structure.segments
+    }
 
 
 def block_of(structure: Structure, segment: Segment) -> str | None:
@@ -84,7 +88,7 @@ def _best_units(segment: Segment, scores: torch.Tensor, count: int) -> list[int]
     per_group = segment.size // segment.groups
     chosen = []
     for g in range(segment.groups):
-        local = scores[g * per_group:(g + 1) * per_group]
+        local = scores[g * per_group : (g + 1) * per_group]
         best = torch.argsort(local, descending=True, stable=True)[: count // segment.groups]
         chosen.extend((best + g * per_group).tolist())
     return sorted(chosen)

@@ -60,8 +60,9 @@ def sensitivity(model: Model, data: ImageDataset, config: SensitivityConfig = Se
     sample = data.subset(config.images, seed=config.seed)
 
     def top1(candidate) -> float:
-        return evaluate(model.replace(module=candidate.eval()).predictor(config.threads), sample, model.preprocess,
-                        progress=None).top1
+        return evaluate(
+            model.replace(module=candidate.eval()).predictor(config.threads), sample, model.preprocess, progress=None
+        ).top1
 
     full = {s.name: s.size for s in structure.segments}
     layers = []
@@ -73,14 +74,25 @@ def sensitivity(model: Model, data: ImageDataset, config: SensitivityConfig = Se
             kept.append(count)
             accuracy.append(round(top1(cut(module, structure, keep, removed)), 2))
         layers.append(LayerSensitivity(layer=segment.name, channels=segment.size, kept=kept, top1=accuracy))
-    return SensitivityReport(arch=model.arch, importance=config.importance, ratios=list(config.ratios),
-                             images=len(sample), baseline_top1=round(top1(module), 2), layers=layers)
+    return SensitivityReport(
+        arch=model.arch,
+        importance=config.importance,
+        ratios=list(config.ratios),
+        images=len(sample),
+        baseline_top1=round(top1(module), 2),
+        layers=layers,
+    )
 
 
 def markdown(report: SensitivityReport) -> str:
     head = "| layer | channels | " + " | ".join(f"ratio {r:g}" for r in report.ratios) + " |"
-    lines = [f"Top-1 (%) on {report.images} images with one layer pruned ({report.importance} importance); "
-             f"unpruned: {report.baseline_top1:.2f}", "", head, "|" + " --- |" * (len(report.ratios) + 2)]
+    lines = [
+        f"Top-1 (%) on {report.images} images with one layer pruned ({report.importance} importance); "
+        f"unpruned: {report.baseline_top1:.2f}",
+        "",
+        head,
+        "|" + " --- |" * (len(report.ratios) + 2),
+    ]
     for layer in report.layers:
         cells = [f"{acc:.2f} ({kept})" for acc, kept in zip(layer.top1, layer.kept)]
         lines.append(f"| {layer.layer} | {layer.channels} | " + " | ".join(cells) + " |")
@@ -98,8 +110,15 @@ def plot(report: SensitivityReport, path: Path) -> Path:
     colours = plt.get_cmap("tab20")  # twenty distinct colours: the default ten repeat on ResNet-20's twelve rows
     for index, layer in enumerate(report.layers):
         residual = "." not in layer.layer.split(" ")[0]
-        axis.plot([0, *report.ratios], [report.baseline_top1, *layer.top1], marker="o", label=layer.layer,
-                  color=colours(index % 20), linewidth=2.5 if residual else 1, linestyle="-" if residual else "--")
+        axis.plot(
+            [0, *report.ratios],
+            [report.baseline_top1, *layer.top1],
+            marker="o",
+            label=layer.layer,
+            color=colours(index % 20),
+            linewidth=2.5 if residual else 1,
+            linestyle="-" if residual else "--",
+        )
     axis.set_xlabel("fraction of the layer's channels removed")
     axis.set_ylabel(f"top-1 (%) on {report.images} images")
     axis.set_title(f"{report.arch}: sensitivity of each layer to pruning ({report.importance})")

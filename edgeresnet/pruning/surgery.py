@@ -73,8 +73,13 @@ def _sliced(layer: nn.Module, out_keep: list[int] | None, in_keep: list[int] | N
     if isinstance(layer, nn.Linear):
         out_keep = list(range(layer.out_features)) if out_keep is None else out_keep
         in_keep = list(range(layer.in_features)) if in_keep is None else in_keep
-        new = nn.Linear(len(in_keep), len(out_keep), bias=layer.bias is not None, device=layer.weight.device,
-                        dtype=layer.weight.dtype)
+        new = nn.Linear(
+            len(in_keep),
+            len(out_keep),
+            bias=layer.bias is not None,
+            device=layer.weight.device,
+            dtype=layer.weight.dtype,
+        )
         new.weight.copy_(layer.weight[out_keep][:, in_keep])
         if layer.bias is not None:
             new.bias.copy_(layer.bias[out_keep])
@@ -88,8 +93,16 @@ def _sliced_norm(norm: nn.modules.batchnorm._BatchNorm, keep: list[int]) -> nn.M
     """BatchNorm1d or 2d, with or without affine weights and running statistics."""
     tensor = next((t for t in (norm.weight, norm.running_mean) if t is not None), torch.empty(0))
     options = {"bias": False} if norm.affine and norm.bias is None else {}  # torch >= 2.13: weight without bias
-    new = type(norm)(len(keep), eps=norm.eps, momentum=norm.momentum, affine=norm.affine,
-                     track_running_stats=norm.track_running_stats, device=tensor.device, dtype=tensor.dtype, **options)
+    new = type(norm)(
+        len(keep),
+        eps=norm.eps,
+        momentum=norm.momentum,
+        affine=norm.affine,
+        track_running_stats=norm.track_running_stats,
+        device=tensor.device,
+        dtype=tensor.dtype,
+        **options,
+    )
     for name in ("weight", "bias", "running_mean", "running_var"):
         if getattr(norm, name) is not None:
             getattr(new, name).copy_(getattr(norm, name)[keep])
@@ -116,9 +129,19 @@ def _sliced_conv(conv: nn.Conv2d, out_keep: list[int] | None, in_keep: list[int]
         local = torch.tensor([[c - g * in_per_group for c in in_keep if c // in_per_group == g] for g in range(groups)])
         row_groups = torch.tensor([o // out_per_group for o in out_keep])
         weight = weight[torch.arange(len(out_keep))[:, None], local[row_groups]]  # row r takes its group's inputs
-    new = nn.Conv2d(len(in_keep), len(out_keep), conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                    groups, bias=conv.bias is not None, padding_mode=conv.padding_mode,
-                    device=conv.weight.device, dtype=conv.weight.dtype)
+    new = nn.Conv2d(
+        len(in_keep),
+        len(out_keep),
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        groups,
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
     new.weight.copy_(weight)
     if conv.bias is not None:
         new.bias.copy_(conv.bias[out_keep])

@@ -26,13 +26,20 @@ def prepare_for_training(net: nn.Module, calibration: Tensor, batch_size: int = 
 
     import_coremltools()
     from coremltools.optimize.torch.quantization import (
-        LinearQuantizer, LinearQuantizerConfig, ModuleLinearQuantizerConfig,
+        LinearQuantizer,
+        LinearQuantizerConfig,
+        ModuleLinearQuantizerConfig,
     )
 
-    config = LinearQuantizerConfig(global_config=ModuleLinearQuantizerConfig(
-        quantization_scheme="symmetric", weight_dtype="qint8", weight_per_channel=True, activation_dtype="quint8",
-        milestones=[0, 0, NEVER, NEVER],
-    ))
+    config = LinearQuantizerConfig(
+        global_config=ModuleLinearQuantizerConfig(
+            quantization_scheme="symmetric",
+            weight_dtype="qint8",
+            weight_per_channel=True,
+            activation_dtype="quint8",
+            milestones=[0, 0, NEVER, NEVER],
+        )
+    )
     with _converter_quiet():
         quantizer = LinearQuantizer(copy.deepcopy(net).eval(), config)
         prepared = quantizer.prepare(example_inputs=(calibration[:1],), inplace=True)

@@ -6,7 +6,8 @@ on the TFLite simulator's parameters: ranges from calibration, then fixed; convs
 signed codes on a 7-bit grid), and the exporter writes those parameters into the IR: the
 file computes what training saw.
 
-Other layouts (pre-activation, ECA gates, average-pool shortcuts, grouped convs) go through NNCF. ``nncf.quantize`` on the PyTorch model inserts NNCF's FakeQuantize modules with its CPU
+Other layouts (pre-activation, ECA gates, average-pool shortcuts, grouped convs) go through
+NNCF. ``nncf.quantize`` on the PyTorch model inserts NNCF's FakeQuantize modules with its CPU
 scheme (symmetric per-channel int8 weights, per-tensor int8 activations) and calibrates
 them on the images; the result trains like any module, and ``openvino.convert_model``
 turns its quantizers, with the ranges they learned, into the IR's FakeQuantize operations.

@@ -41,8 +41,8 @@ from . import tflite
 from .fake import ACT_MAX, ActivationQuantizer, weight_scale
 from .openvino_ir import ACT_LEVELS, activation_range, check_covered, stem_layers
 
-
 # -- the CPU plugin's arithmetic -----------------------------------------------------------
+
 
 def _f32(value) -> np.float32:
     return np.float32(value)
@@ -62,7 +62,7 @@ class _FQ:
         self.output_shift = out_low
 
     @classmethod
-    def of(cls, q: ActivationQuantizer, unit: np.float32 | None = None) -> "_FQ":
+    def of(cls, q: ActivationQuantizer, unit: np.float32 | None = None) -> _FQ:
         """``q``'s FakeQuantize; with ``unit``, its ranges divided by it (LPT moves a dequantization
         Multiply through the FakeQuantize so: see ``_sum_post_op``)."""
         low, high, _, _ = activation_range(q)
@@ -142,7 +142,7 @@ def _exact(op, x: Tensor, w: Tensor) -> Tensor:
     rounding of the exact sum, as the int32-to-float conversion rounds it. (float64 convolutions
     would be exact too, but run many times slower than float32's on CPUs.)"""
     bound = x.detach().abs().max() * w.detach().abs().flatten(1).sum(1).max()
-    if bound < 2 ** 24:
+    if bound < 2**24:
         return op(x, w)
     high = torch.round(w.detach() / 16)
     return op(x, high) * 16 + op(x, w - 16 * high)
@@ -156,8 +156,11 @@ def _conv_output(x: _Codes, layer) -> Tensor:
 
     weight, weight_scale_, bias = _int8_weight_codes(layer)
     conv = layer.conv
-    acc = _exact(lambda a, w: F.conv2d(a, w, None, conv.stride, conv.padding, conv.dilation, conv.groups),
-                 x.codes - x.zero_point, weight)
+    acc = _exact(
+        lambda a, w: F.conv2d(a, w, None, conv.stride, conv.padding, conv.dilation, conv.groups),
+        x.codes - x.zero_point,
+        weight,
+    )
     dq = (_t(x.scale) * weight_scale_.detach()).reshape(1, -1, 1, 1)
     y = acc * dq  # separate multiply and add: matches the kernels, an FMA does not
     return y if bias is None else y + bias.reshape(1, -1, 1, 1)
@@ -171,8 +174,9 @@ def _conv(x: _Codes, layer) -> _Codes:
     return _Codes(_quantize(y, _FQ.of(layer.out)), layer.out)
 
 
-def _sum_post_op(y: Tensor, path_q: ActivationQuantizer, shortcut: _Codes, out_q: ActivationQuantizer,
-                 relu: bool) -> _Codes:
+def _sum_post_op(
+    y: Tensor, path_q: ActivationQuantizer, shortcut: _Codes, out_q: ActivationQuantizer, relu: bool
+) -> _Codes:
     """The last conv of a block with the residual add fused into it (the plugin's conv + sum).
 
     LPT rewrites ``deq(path) + deq(shortcut)`` in the shortcut's units: the path's FakeQuantize

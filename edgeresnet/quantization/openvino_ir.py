@@ -72,6 +72,7 @@ def check_covered(qat: nn.Module) -> None:
 
 # -- parameters, read from the simulator --------------------------------------------------
 
+
 def activation_range(q: ActivationQuantizer) -> tuple[np.float32, np.float32, float, int]:
     """(low, high, scale, zero point): the FakeQuantize range that holds exactly the simulator's grid."""
     scale, zero_point = q.qparams()
@@ -86,17 +87,22 @@ def int8_weights(layer: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray |
     scale = weight_scale(layer.folded_float()[0], layer.weight_max)
     codes = torch.round(grid / scale.reshape(-1, *[1] * (grid.ndim - 1)))
     assert torch.equal(codes * scale.reshape(-1, *[1] * (grid.ndim - 1)), grid), "weights off the int8 grid"
-    return (codes.to(torch.int8).numpy(), scale.numpy().astype(np.float32),
-            None if bias is None else bias.numpy().astype(np.float32))
+    return (
+        codes.to(torch.int8).numpy(),
+        scale.numpy().astype(np.float32),
+        None if bias is None else bias.numpy().astype(np.float32),
+    )
 
 
 # -- the IR --------------------------------------------------------------------------------
+
 
 class _Builder:
     """Walks a QatResNet in forward order, emitting OpenVINO ops (opset13)."""
 
     def __init__(self, names: dict[ActivationQuantizer, str]):
         import openvino.opset13 as ops
+
         self.ops = ops
         self.names = names  # each FakeQuantize is named after its quantizer, for checks and debugging
 
@@ -115,7 +121,9 @@ class _Builder:
         int8 weights, which the CPU plugin reads as int8 as they are (no FakeQuantize rounding)."""
         codes, scale, bias = int8_weights(layer)
         shape = (-1,) + (1,) * (codes.ndim - 1)
-        weight = self.ops.multiply(self.ops.convert(self.const(codes, np.int8), "f32"), self.const(scale.reshape(shape)))
+        weight = self.ops.multiply(
+            self.ops.convert(self.const(codes, np.int8), "f32"), self.const(scale.reshape(shape))
+        )
         return weight, bias
 
     def conv(self, x, layer):
@@ -136,10 +144,21 @@ class _Builder:
             return x
         if isinstance(shortcut, PadShortcut):
             s = shortcut.stride
-            x = self.ops.strided_slice(x, self.const([0, 0, 0, 0], np.int64), self.const([0, 0, 0, 0], np.int64),
-                                       self.const([1, 1, s, s], np.int64), [1, 1, 1, 1], [1, 1, 1, 1])
-            return self.ops.pad(x, self.const([0, shortcut.before, 0, 0], np.int64),
-                                self.const([0, shortcut.after, 0, 0], np.int64), "constant", self.const(0.0))
+            x = self.ops.strided_slice(
+                x,
+                self.const([0, 0, 0, 0], np.int64),
+                self.const([0, 0, 0, 0], np.int64),
+                self.const([1, 1, s, s], np.int64),
+                [1, 1, 1, 1],
+                [1, 1, 1, 1],
+            )
+            return self.ops.pad(
+                x,
+                self.const([0, shortcut.before, 0, 0], np.int64),
+                self.const([0, shortcut.after, 0, 0], np.int64),
+                "constant",
+                self.const(0.0),
+            )
         return self.conv(x, shortcut)
 
     def squeeze_excite(self, x, se):
@@ -157,8 +176,15 @@ class _Builder:
         if isinstance(pool, nn.Identity):
             return x
         pair = lambda v: list(v) if isinstance(v, (tuple, list)) else [v, v]  # noqa: E731
-        return self.ops.max_pool(x, pair(pool.stride), pair(pool.dilation), pair(pool.padding), pair(pool.padding),
-                                 pair(pool.kernel_size), "ceil" if pool.ceil_mode else "floor").output(0)
+        return self.ops.max_pool(
+            x,
+            pair(pool.stride),
+            pair(pool.dilation),
+            pair(pool.padding),
+            pair(pool.padding),
+            pair(pool.kernel_size),
+            "ceil" if pool.ceil_mode else "floor",
+        ).output(0)
 
 
 def to_openvino(qat: tflite.QatResNet, input_shape: tuple[int, ...]):
@@ -196,5 +222,3 @@ def to_openvino(qat: tflite.QatResNet, input_shape: tuple[int, ...]):
     logits.output(0).set_names({"output"})
     image.output(0).set_names({"input"})
     return ov.Model([logits], [image], "edgeresnet-int8")
-
-

@@ -20,7 +20,8 @@ representable) and the logits (clipping the largest one can turn a win into a ti
 
 from __future__ import annotations
 
-from typing import Iterable, Literal
+from collections.abc import Iterable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,10 +36,17 @@ _SHRINK = torch.linspace(0.30, 1.0, 71)  # candidate ranges, as fractions of the
 
 
 @torch.no_grad()
-def quantize_post_training(net: nn.Module, batches: list[Tensor], *, ranges: RangeMethod = "minmax",
-                           percentile: float = 99.99, bias_correction: bool = True,
-                           rounding: Literal["nearest", "adaround"] = "nearest", rounding_iterations: int = 300,
-                           prepare_simulator=prepare) -> nn.Module:
+def quantize_post_training(
+    net: nn.Module,
+    batches: list[Tensor],
+    *,
+    ranges: RangeMethod = "minmax",
+    percentile: float = 99.99,
+    bias_correction: bool = True,
+    rounding: Literal["nearest", "adaround"] = "nearest",
+    rounding_iterations: int = 300,
+    prepare_simulator=prepare,
+) -> nn.Module:
     """The simulator of ``net`` (not modified) with ranges, weights and biases chosen on ``batches``
     (normalised NCHW float tensors), batch norm frozen and folded: ready to export.
     ``prepare_simulator`` builds it (a runtime may constrain it: ``openvino_ir.prepare``)."""
@@ -74,9 +82,13 @@ def choose_ranges(qat: nn.Module, batches: Iterable[Tensor], method: RangeMethod
             seen = extremes.setdefault(name, [float(low), float(high)])
             seen[0], seen[1] = min(seen[0], float(low)), max(seen[1], float(high))
             if method != "minmax":
-                keep = x if x.numel() <= _SAMPLES_PER_BATCH else x[torch.randint(x.numel(), (_SAMPLES_PER_BATCH,),
-                                                                                  generator=generator)]
+                keep = (
+                    x
+                    if x.numel() <= _SAMPLES_PER_BATCH
+                    else x[torch.randint(x.numel(), (_SAMPLES_PER_BATCH,), generator=generator)]
+                )
                 samples[name].append(keep.clone())
+
         return record
 
     generator = torch.Generator().manual_seed(0)
@@ -98,8 +110,11 @@ def choose_ranges(qat: nn.Module, batches: Iterable[Tensor], method: RangeMethod
         low, high = extremes[name]
         if method != "minmax" and name not in outside:
             values = torch.cat(samples[name])
-            low, high = (_percentile_range(values, low, high, percentile) if method == "percentile"
-                         else _mse_range(values, low, high))
+            low, high = (
+                _percentile_range(values, low, high, percentile)
+                if method == "percentile"
+                else _mse_range(values, low, high)
+            )
         q.min.fill_(low)
         q.max.fill_(high)
         q.seen.fill_(True)
@@ -153,8 +168,17 @@ def correct_biases(qat: nn.Module, net: nn.Module, batches: list[Tensor]) -> Non
     output, a pass stopping at the layer it measures: a few forward passes in all, not one per layer.
     """
     layers = _in_execution_order(qat, batches[0][:1])
-    reference = dict(zip(layers, _output_means(net.eval(), [_float_module(net, layer) for layer in layers], batches,
-                                               lambda module, args, output: output)))
+    reference = dict(
+        zip(
+            layers,
+            _output_means(
+                net.eval(),
+                [_float_module(net, layer) for layer in layers],
+                batches,
+                lambda module, args, output: output,
+            ),
+        )
+    )
     activations = list(batches)
     for segment in qat.segments():
         inside = {id(m) for m in segment.modules()}
@@ -171,8 +195,9 @@ def _in_execution_order(qat: nn.Module, example: Tensor) -> list[nn.Module]:
     return list(dict.fromkeys(order))
 
 
-def _output_means(model: nn.Module, modules: list[nn.Module], batches: list[Tensor], output_of,
-                  stop: bool = False) -> list[Tensor]:
+def _output_means(
+    model: nn.Module, modules: list[nn.Module], batches: list[Tensor], output_of, stop: bool = False
+) -> list[Tensor]:
     """Per module, the mean of its output over the batches, per channel; ``stop``: end each
     forward pass at the (single) module."""
     sums: list[Tensor | None] = [None] * len(modules)
@@ -187,15 +212,18 @@ def _output_means(model: nn.Module, modules: list[nn.Module], batches: list[Tens
     return [s / count for s in sums]
 
 
-def hooked_passes(model: nn.Module, modules: list[nn.Module], batches: list[Tensor], record,
-                  stop: bool = False) -> None:
+def hooked_passes(
+    model: nn.Module, modules: list[nn.Module], batches: list[Tensor], record, stop: bool = False
+) -> None:
     """Run ``model`` on every batch with ``record(index, module, args, output)`` called on each of
     ``modules``' outputs; ``stop``: end each pass right after the (single) module."""
+
     def hook(index: int):
         def call(module, args, output):
             record(index, module, args, output)
             if stop:
                 raise _Stop
+
         return call
 
     hooks = [module.register_forward_hook(hook(i)) for i, module in enumerate(modules)]

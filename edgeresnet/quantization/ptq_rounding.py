@@ -25,9 +25,18 @@ from .tflite import QuantConvBn, QuantLinear
 _ZETA, _GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (the paper's values)
 
 
-def learn_rounding(qat: nn.Module, net: nn.Module, batches: list[Tensor], *, iterations: int = 300,
-                   batch_images: int = 32, reg_weight: float = 0.01, lr: float = 1e-3, seed: int = 0,
-                   progress=lambda done, total: None) -> None:
+def learn_rounding(
+    qat: nn.Module,
+    net: nn.Module,
+    batches: list[Tensor],
+    *,
+    iterations: int = 300,
+    batch_images: int = 32,
+    reg_weight: float = 0.01,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress=lambda done, total: None,
+) -> None:
     """Round every conv's and the head's weights of ``qat`` to the codes AdaRound learns on ``batches``."""
     from .ptq import _float_module, _in_execution_order
 
@@ -48,8 +57,13 @@ def _captured(model: nn.Module, module: nn.Module, batches: list[Tensor], output
     from .ptq import hooked_passes
 
     seen: list[Tensor] = []
-    hooked_passes(model, [module], batches,
-                  lambda index, layer, args, result: seen.append((result if output else args[0]).detach()), stop=True)
+    hooked_passes(
+        model,
+        [module],
+        batches,
+        lambda index, layer, args, result: seen.append((result if output else args[0]).detach()),
+        stop=True,
+    )
     return torch.cat(seen)
 
 
@@ -61,8 +75,16 @@ def _apply(layer: nn.Module, x: Tensor, weight: Tensor, bias: Tensor | None) -> 
     return F.relu(y) if layer.relu else y
 
 
-def _learn(layer: nn.Module, inputs: Tensor, target: Tensor, iterations: int, batch_images: int,
-           reg_weight: float, lr: float, generator: torch.Generator) -> Tensor:
+def _learn(
+    layer: nn.Module,
+    inputs: Tensor,
+    target: Tensor,
+    iterations: int,
+    batch_images: int,
+    reg_weight: float,
+    lr: float,
+    generator: torch.Generator,
+) -> Tensor:
     """The learned integer codes of ``layer``'s (folded) weights."""
     with torch.no_grad():
         weight, _ = (t.detach() if t is not None else None for t in layer.folded_float())

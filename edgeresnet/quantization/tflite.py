@@ -80,8 +80,10 @@ class QuantConvBn(nn.Module):
         """The weights on the int8 grid and the bias quantized at the input's scale."""
         weight, bias = self.folded_float()
         scale = weight_scale(weight, self.weight_max)
-        return (fake_quantize_weight(weight, self.weight_max),
-                None if bias is None else _quantize_bias(bias, self.source, scale))
+        return (
+            fake_quantize_weight(weight, self.weight_max),
+            None if bias is None else _quantize_bias(bias, self.source, scale),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         conv = self.conv
@@ -194,11 +196,14 @@ class QatResNet(_QatNetwork):
         self.input = ActivationQuantizer()
         self.stem = QuantConvBn(net.conv1, net.bn1, True, ("conv1", "bn1"))
         self.maxpool = getattr(net, "maxpool", nn.Identity())  # same scale in and out: nothing to quantize
-        self.blocks = nn.Sequential(*[
-            _quant_block(block, f"{stage}.{i}")
-            for stage in _stages(net) for i, block in enumerate(getattr(net, stage))
-            if not isinstance(block, nn.Identity)  # a block pruning removed
-        ])
+        self.blocks = nn.Sequential(
+            *[
+                _quant_block(block, f"{stage}.{i}")
+                for stage in _stages(net)
+                for i, block in enumerate(getattr(net, stage))
+                if not isinstance(block, nn.Identity)  # a block pruning removed
+            ]
+        )
         self.pool = _mean_output(ActivationQuantizer())
         head = "fc" if hasattr(net, "fc") else "linear"
         self.head = QuantLinear(getattr(net, head), head)
@@ -231,17 +236,23 @@ def _quant_block(block: nn.Module, prefix: str) -> QuantBlock:
     elif kind in ("BasicBlock", "CifarBlock"):
         convs = [("conv1", "bn1", True), ("conv2", "bn2", False)]
     else:
-        raise ArchitectureError(f"quantization-aware training does not know the block {kind}",
-                                "use a ResNet of the model zoo (edgeresnet models)")
-    path = [QuantConvBn(getattr(block, c), getattr(block, b), relu, (f"{prefix}.{c}", f"{prefix}.{b}"))
-            for c, b, relu in convs]
+        raise ArchitectureError(
+            f"quantization-aware training does not know the block {kind}",
+            "use a ResNet of the model zoo (edgeresnet models)",
+        )
+    path = [
+        QuantConvBn(getattr(block, c), getattr(block, b), relu, (f"{prefix}.{c}", f"{prefix}.{b}"))
+        for c, b, relu in convs
+    ]
     shortcut = getattr(block, "downsample", None) or getattr(block, "shortcut", None) or nn.Identity()
     owner = "downsample" if hasattr(block, "downsample") else "shortcut"
     if isinstance(shortcut, nn.Sequential):  # a 1x1 projection and its batch norm
         shortcut = QuantConvBn(shortcut[0], shortcut[1], False, (f"{prefix}.{owner}.0", f"{prefix}.{owner}.1"))
     elif not isinstance(shortcut, (nn.Identity, PadShortcut)):
-        raise ArchitectureError(f"quantization-aware training does not know the shortcut {type(shortcut).__name__}",
-                                "use a ResNet of the model zoo (edgeresnet models)")
+        raise ArchitectureError(
+            f"quantization-aware training does not know the shortcut {type(shortcut).__name__}",
+            "use a ResNet of the model zoo (edgeresnet models)",
+        )
     return QuantBlock(path, shortcut)
 
 
@@ -369,8 +380,9 @@ class EdgePaddedAvgPool(nn.Module):
         self.kernel_size, self.stride = _pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        extra = [max(0, -(-(size - k) // s) * s + k - size) for size, k, s in
-                 zip(x.shape[2:], self.kernel_size, self.stride)]  # ceil mode's last, partial window
+        extra = [
+            max(0, -(-(size - k) // s) * s + k - size) for size, k, s in zip(x.shape[2:], self.kernel_size, self.stride)
+        ]  # ceil mode's last, partial window
         if any(extra):
             x = F.pad(x, (0, extra[1], 0, extra[0]), mode="replicate")
         return F.avg_pool2d(x, self.kernel_size, self.stride)
@@ -405,8 +417,9 @@ class QuantEfficientChannelAttention(nn.Module):
         super().__init__()
         conv = eca.conv
         if conv.stride != (1,) or conv.dilation != (1,) or conv.groups != 1 or not isinstance(conv.padding, tuple):
-            raise ArchitectureError(f"quantization-aware training for TFLite does not know the ECA conv {conv}",
-                                    _OTHER_SCHEMES)
+            raise ArchitectureError(
+                f"quantization-aware training for TFLite does not know the ECA conv {conv}", _OTHER_SCHEMES
+            )
         self.conv, self.name = conv, f"{prefix}.conv"
         self.pool = _mean_output(ActivationQuantizer())
         self.source: list[ActivationQuantizer] = [self.pool]  # then the block path's output, wired by the block
@@ -416,15 +429,18 @@ class QuantEfficientChannelAttention(nn.Module):
 
     def folded(self) -> tuple[Tensor, Tensor | None]:
         weight, bias = self.conv.weight, self.conv.bias
-        return fake_quantize_weight(weight), None if bias is None else _quantize_bias(bias, self.source, weight_scale(weight))
+        return fake_quantize_weight(weight), None if bias is None else _quantize_bias(
+            bias, self.source, weight_scale(weight)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         batch, channels = x.shape[:2]
         pooled = _global_mean(x, self.pool)
         weight, bias = self.folded()
         # NHWC [1, 1, C, 1] in the file: the channels are the width of a one-channel image.
-        y = F.conv2d(pooled.reshape(batch, 1, 1, channels), weight.unsqueeze(2), bias,
-                     padding=(0, self.conv.padding[0]))
+        y = F.conv2d(
+            pooled.reshape(batch, 1, 1, channels), weight.unsqueeze(2), bias, padding=(0, self.conv.padding[0])
+        )
         gate = self.gate(torch.sigmoid(self.gate_input(y))).reshape(batch, channels, 1, 1)
         return self.out(x * gate)
 
@@ -432,8 +448,15 @@ class QuantEfficientChannelAttention(nn.Module):
 class QuantGeneralBlock(nn.Module):
     """A GeneralResNet block: [pre-activation norm] -> path -> [attention] + shortcut [-> ReLU] -> int8."""
 
-    def __init__(self, pre: nn.Module, path: list[QuantConvBn], attention: nn.Module, shortcut: nn.Module,
-                 shortcut_reads_normed: bool, relu: bool):
+    def __init__(
+        self,
+        pre: nn.Module,
+        path: list[QuantConvBn],
+        attention: nn.Module,
+        shortcut: nn.Module,
+        shortcut_reads_normed: bool,
+        relu: bool,
+    ):
         super().__init__()
         self.pre, self.path, self.attention, self.shortcut = pre, nn.Sequential(*path), attention, shortcut
         self.shortcut_reads_normed, self.relu = shortcut_reads_normed, relu
@@ -445,8 +468,10 @@ class QuantGeneralBlock(nn.Module):
         return self.out(F.relu(y) if self.relu else y)
 
 
-_OTHER_SCHEMES = ("train it for openvino-int8 or coreml-w8a8 instead (qat scheme openvino or coreml), or "
-                  "quantize it after training (the ptq-int8 recipe)")
+_OTHER_SCHEMES = (
+    "train it for openvino-int8 or coreml-w8a8 instead (qat scheme openvino or coreml), or "
+    "quantize it after training (the ptq-int8 recipe)"
+)
 
 
 class QatGeneralResNet(_QatNetwork):
@@ -456,18 +481,34 @@ class QatGeneralResNet(_QatNetwork):
         super().__init__()
         net = copy.deepcopy(net)
         self.input = ActivationQuantizer()
-        blocks = [(f"{stage}.{i}", block) for stage in _stages(net) for i, block in enumerate(getattr(net, stage))
-                  if not isinstance(block, nn.Identity)]  # a block pruning removed
+        blocks = [
+            (f"{stage}.{i}", block)
+            for stage in _stages(net)
+            for i, block in enumerate(getattr(net, stage))
+            if not isinstance(block, nn.Identity)
+        ]  # a block pruning removed
         if not isinstance(net.maxpool, (nn.Identity, nn.MaxPool2d)):
-            raise ArchitectureError(f"quantization-aware training for TFLite does not know the stem pool "
-                                    f"{type(net.maxpool).__name__}", _OTHER_SCHEMES)
+            raise ArchitectureError(
+                f"quantization-aware training for TFLite does not know the stem pool {type(net.maxpool).__name__}",
+                _OTHER_SCHEMES,
+            )
         # Pre-activation: the first block's norm folds into the stem's last conv when nothing
         # else reads the stem's output (a projection shortcut reads the normed input).
         first = blocks[0][1] if blocks else None
-        absorbed = (net.bn1 is None and first is not None and first.preact and first.downsample is not None
-                    and isinstance(net.maxpool, nn.Identity))
-        last_norm = (net.bn1, "bn1", True) if net.bn1 is not None else \
-            (first.bn1, f"{blocks[0][0]}.bn1", True) if absorbed else (None, None, False)
+        absorbed = (
+            net.bn1 is None
+            and first is not None
+            and first.preact
+            and first.downsample is not None
+            and isinstance(net.maxpool, nn.Identity)
+        )
+        last_norm = (
+            (net.bn1, "bn1", True)
+            if net.bn1 is not None
+            else (first.bn1, f"{blocks[0][0]}.bn1", True)
+            if absorbed
+            else (None, None, False)
+        )
         self.stem = nn.Sequential(*_stem_convs(net.conv1, last_norm))
         self.maxpool = net.maxpool
         previous = self.input
@@ -500,24 +541,29 @@ def _stem_convs(stem: nn.Module, last_norm: tuple) -> list[QuantConvBn]:
         elif isinstance(layer, nn.ReLU) and groups and not groups[-1][4]:
             groups[-1][4] = True
         elif not isinstance(layer, nn.Identity):
-            raise ArchitectureError(f"quantization-aware training for TFLite does not know the stem layer "
-                                    f"{type(layer).__name__}", _OTHER_SCHEMES)
+            raise ArchitectureError(
+                f"quantization-aware training for TFLite does not know the stem layer {type(layer).__name__}",
+                _OTHER_SCHEMES,
+            )
     if not groups or groups[-1][2] is not None or groups[-1][4]:
-        raise ArchitectureError("quantization-aware training for TFLite needs a stem that ends in a conv",
-                                _OTHER_SCHEMES)
+        raise ArchitectureError(
+            "quantization-aware training for TFLite needs a stem that ends in a conv", _OTHER_SCHEMES
+        )
     bn, bn_name, relu = last_norm
     groups[-1][2:5] = [bn, bn_name, relu]
     return [QuantConvBn(conv, bn, relu, (conv_name, bn_name)) for conv, conv_name, bn, bn_name, relu in groups]
 
 
-def _general_block(block: nn.Module, prefix: str, source: ActivationQuantizer,
-                   skip_pre: bool) -> tuple[QuantGeneralBlock, ActivationQuantizer]:
+def _general_block(
+    block: nn.Module, prefix: str, source: ActivationQuantizer, skip_pre: bool
+) -> tuple[QuantGeneralBlock, ActivationQuantizer]:
     """The QAT block for a GeneralResNet Block reading ``source``'s output; (block, its output quantizer)."""
     from ..models.general import Block, EfficientChannelAttention, SqueezeExcite
 
     if not isinstance(block, Block):
-        raise ArchitectureError(f"quantization-aware training for TFLite does not know the block "
-                                f"{type(block).__name__}", _OTHER_SCHEMES)
+        raise ArchitectureError(
+            f"quantization-aware training for TFLite does not know the block {type(block).__name__}", _OTHER_SCHEMES
+        )
     depth, preact = block.depth, block.preact
     if preact:
         # bn1 normalises the block's input; bn(k+1) follows conv(k) and folds into it; the last conv has none.
@@ -527,45 +573,62 @@ def _general_block(block: nn.Module, prefix: str, source: ActivationQuantizer,
         convs = [(f"conv{k}", f"bn{k}", k < depth) for k in range(1, depth + 1)]
         pre = nn.Identity()
     normed = pre.out if isinstance(pre, QuantBatchNorm) else source
-    path = [QuantConvBn(getattr(block, c), None if b is None else getattr(block, b), relu,
-                        (f"{prefix}.{c}", None if b is None else f"{prefix}.{b}")) for c, b, relu in convs]
+    path = [
+        QuantConvBn(
+            getattr(block, c),
+            None if b is None else getattr(block, b),
+            relu,
+            (f"{prefix}.{c}", None if b is None else f"{prefix}.{b}"),
+        )
+        for c, b, relu in convs
+    ]
     before = normed
     for conv in path:
         conv.source.append(before)
         before = conv.out
     if block.se is None:
         attention = nn.Identity()
-    elif (type(block.se) is SqueezeExcite and isinstance(block.se.act, nn.ReLU)
-          and isinstance(block.se.gate, nn.Sigmoid)):
+    elif (
+        type(block.se) is SqueezeExcite and isinstance(block.se.act, nn.ReLU) and isinstance(block.se.gate, nn.Sigmoid)
+    ):
         attention = QuantSqueezeExcite(block.se, f"{prefix}.se")
     elif type(block.se) is EfficientChannelAttention and isinstance(block.se.gate, nn.Sigmoid):
         attention = QuantEfficientChannelAttention(block.se, f"{prefix}.se")
     else:
-        raise ArchitectureError(f"quantization-aware training for TFLite does not know the attention "
-                                f"{type(block.se).__name__}", _OTHER_SCHEMES)
+        raise ArchitectureError(
+            f"quantization-aware training for TFLite does not know the attention {type(block.se).__name__}",
+            _OTHER_SCHEMES,
+        )
     if not isinstance(attention, nn.Identity):  # over a 1x1 map the mean is skipped: the path's scale
         (attention.fc1 if isinstance(attention, QuantSqueezeExcite) else attention).source.append(path[-1].out)
-    shortcut, reads_normed = _general_shortcut(block.downsample, f"{prefix}.downsample", preact,
-                                               normed if preact else source)
+    shortcut, reads_normed = _general_shortcut(
+        block.downsample, f"{prefix}.downsample", preact, normed if preact else source
+    )
     quant = QuantGeneralBlock(pre, path, attention, shortcut, reads_normed, relu=not preact)
     return quant, quant.out
 
 
-def _general_shortcut(downsample: nn.Module | None, prefix: str, preact: bool,
-                      source: ActivationQuantizer) -> tuple[nn.Module, bool]:
+def _general_shortcut(
+    downsample: nn.Module | None, prefix: str, preact: bool, source: ActivationQuantizer
+) -> tuple[nn.Module, bool]:
     """(the shortcut, whether it reads the pre-activation's normed input)."""
     if downsample is None:
         return nn.Identity(), False
     layers = list(downsample)
     pool = None
-    if layers and isinstance(layers[0], (nn.AvgPool2d, nn.Identity)) and len(layers) > 1 and \
-            not isinstance(layers[1], nn.BatchNorm2d):
+    if (
+        layers
+        and isinstance(layers[0], (nn.AvgPool2d, nn.Identity))
+        and len(layers) > 1
+        and not isinstance(layers[1], nn.BatchNorm2d)
+    ):
         pool, layers = layers[0], layers[1:]
     conv = layers[0] if layers else None
     bn = layers[1] if len(layers) > 1 else None
     if not isinstance(conv, nn.Conv2d) or len(layers) > 2 or (bn is not None and not isinstance(bn, nn.BatchNorm2d)):
-        raise ArchitectureError(f"quantization-aware training for TFLite does not know the shortcut {downsample}",
-                                _OTHER_SCHEMES)
+        raise ArchitectureError(
+            f"quantization-aware training for TFLite does not know the shortcut {downsample}", _OTHER_SCHEMES
+        )
     offset = 0 if pool is None else 1
     quant = QuantConvBn(conv, bn, False, (f"{prefix}.{offset}", None if bn is None else f"{prefix}.{offset + 1}"))
     quant.source.append(source)  # an average pool keeps its input's scale
@@ -595,9 +658,13 @@ def plain_layout(qat: nn.Module, gates: tuple[type, ...] = ()) -> bool:
         return True
     if not isinstance(qat, QatGeneralResNet) or not isinstance(qat.maxpool, (nn.Identity, nn.MaxPool2d)):
         return False
-    return all(isinstance(block.pre, nn.Identity) and isinstance(block.attention, (nn.Identity, *gates)) and block.relu
-               and isinstance(block.shortcut, (nn.Identity, QuantConvBn, PadShortcut))
-               for block in qat.blocks)
+    return all(
+        isinstance(block.pre, nn.Identity)
+        and isinstance(block.attention, (nn.Identity, *gates))
+        and block.relu
+        and isinstance(block.shortcut, (nn.Identity, QuantConvBn, PadShortcut))
+        for block in qat.blocks
+    )
 
 
 def prepare(net: nn.Module) -> QatResNet | QatGeneralResNet:
@@ -611,8 +678,11 @@ def prepare(net: nn.Module) -> QatResNet | QatGeneralResNet:
         return QatGeneralResNet(net)
     if isinstance(net, (ResNet, CifarResNet)):
         return QatResNet(net)
-    raise ArchitectureError(f"quantization-aware training for TFLite simulates ResNets of known layouts only, "
-                            f"not the module {type(net).__name__}", _OTHER_SCHEMES)
+    raise ArchitectureError(
+        f"quantization-aware training for TFLite simulates ResNets of known layouts only, "
+        f"not the module {type(net).__name__}",
+        _OTHER_SCHEMES,
+    )
 
 
 def _norms(qat: nn.Module) -> list[nn.Module]:
@@ -694,12 +764,17 @@ def signatures(qat: QatResNet, inputs: Tensor) -> dict[str, dict]:
     seen: dict[str, dict] = {}
     hooks = []
     for name, q in qat.quantizers().items():
+
         def record(module, args, output, name=name):
             x = args[0]
             means = x.mean(dim=(2, 3)) if x.ndim == 4 else x
             shape = [1, *x.shape[2:], x.shape[1]] if x.ndim == 4 else [1, x.shape[1]]
-            seen[name] = {"shape": shape, "channel_means": means.tolist(),
-                          **({"op": module.produced_by} if hasattr(module, "produced_by") else {})}
+            seen[name] = {
+                "shape": shape,
+                "channel_means": means.tolist(),
+                **({"op": module.produced_by} if hasattr(module, "produced_by") else {}),
+            }
+
         hooks.append(q.register_forward_hook(record))
     enabled = {q: q.enabled for q in qat.quantizers().values()}
     try:
@@ -716,6 +791,7 @@ def signatures(qat: QatResNet, inputs: Tensor) -> dict[str, dict]:
 
 
 # What the qat stage calls, the same for every scheme (see quantization/__init__.py).
+
 
 def prepare_for_training(net: nn.Module, calibration: Tensor, batch_size: int = 64) -> QatResNet:
     qat = prepare(net)

@@ -56,6 +56,7 @@ def simulates(qat: nn.Module) -> bool:
 
 # -- parameters, as the converter and XNNPACK compute them ----------------------------------
 
+
 def _qparams(q: ActivationQuantizer) -> tuple[np.float32, int]:
     scale, zero_point = q.qparams()
     return np.float32(scale.item()), int(zero_point)
@@ -82,7 +83,7 @@ def file_weights(layer: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray |
         return codes.astype(np.int8), scale, None
     input_scale, _ = _qparams(_source(layer))
     b = bias.detach().double().numpy() / (np.float64(input_scale) * scale.astype(np.float64))
-    return codes.astype(np.int8), scale, np.clip(np.round(b), -2 ** 31, 2 ** 31 - 1).astype(np.int64)
+    return codes.astype(np.int8), scale, np.clip(np.round(b), -(2**31), 2**31 - 1).astype(np.int64)
 
 
 def _float_to_int(x: Tensor) -> Tensor:
@@ -107,16 +108,19 @@ class _Requantized(nn.Module):
         super().__init__()
         codes, scale, bias = file_weights(layer)
         self.register_buffer("weight", torch.from_numpy(codes.astype(np.float32)))
-        self.register_buffer("bias", torch.zeros(len(codes), dtype=torch.float64) if bias is None
-                             else torch.from_numpy(bias.astype(np.float64)))
+        self.register_buffer(
+            "bias",
+            torch.zeros(len(codes), dtype=torch.float64) if bias is None else torch.from_numpy(bias.astype(np.float64)),
+        )
         s_in, self.z_in = _qparams(input_q)
         s_out, self.z_out = _qparams(layer.out)
         requant = (s_in * scale).astype(np.float32) / s_out  # float32: input * weight, then / output
         self.register_buffer("requant", torch.from_numpy(requant.astype(np.float32)))
         self.s_out = s_out
         # The largest |partial sum|: |x - zero point| <= 255, times the channel's sum of |w|, plus |bias|.
-        self.bound = float((255 * np.abs(codes.astype(np.float64)).reshape(len(codes), -1).sum(1)
-                            + np.abs(self.bias.numpy())).max())
+        self.bound = float(
+            (255 * np.abs(codes.astype(np.float64)).reshape(len(codes), -1).sum(1) + np.abs(self.bias.numpy())).max()
+        )
         self.relu = bool(getattr(layer, "relu", False))
         self.conv = layer.conv if isinstance(layer, tflite.QuantConvBn) else None  # its geometry, shared
 
@@ -129,12 +133,12 @@ class _Requantized(nn.Module):
         else:
             op = lambda a, w, b=None: F.linear(a, w, b)  # noqa: E731
             shape = (1, -1)
-        if self.bound < 2 ** 24:  # every partial sum, bias included, an exact float32 integer
+        if self.bound < 2**24:  # every partial sum, bias included, an exact float32 integer
             acc = op(centred, self.weight, self.bias.float())
         else:  # int32 -> float32 rounds once: the exact sum in float64, then to float32
             high = torch.round(self.weight / 16)
             acc = op(centred, high).double().mul_(16).add_(op(centred, self.weight - 16 * high).double())
-            acc = acc.add_(self.bias.reshape(shape)).clamp_(-2 ** 31, 2 ** 31 - 1).float()
+            acc = acc.add_(self.bias.reshape(shape)).clamp_(-(2**31), 2**31 - 1).float()
         y = _float_to_int(acc.mul_(self.requant.reshape(shape))).add_(self.z_out)
         return _Codes(_saturate(y, self.z_out, self.relu), self.s_out, self.z_out)
 
@@ -142,13 +146,13 @@ class _Requantized(nn.Module):
 def _add_params(a_scale: np.float32, b_scale: np.float32, out_scale: np.float32, a_zero: int, b_zero: int):
     """XNNPACK's xnn_init_qs8_add_minmax_params: (a multiplier, b multiplier, bias, shift)."""
     a_ratio, b_ratio = np.float32(a_scale / out_scale), np.float32(b_scale / out_scale)
-    exponent = int((np.float32(max(a_ratio, b_ratio)).view(np.uint32) >> 23)) - 127
+    exponent = int(np.float32(max(a_ratio, b_ratio)).view(np.uint32) >> 23) - 127
     shift = 20 - exponent
     if not 12 <= shift <= 30:
         raise NotImplementedError(f"an ADD whose scale ratio {max(a_ratio, b_ratio)} XNNPACK does not take")
 
     def multiplier(ratio: np.float32) -> int:  # ratio * 2^shift, rounded half to even (lrintf)
-        return int(np.rint(np.float64(ratio) * 2.0 ** shift))
+        return int(np.rint(np.float64(ratio) * 2.0**shift))
 
     a_mult, b_mult = multiplier(a_ratio), multiplier(b_ratio)
     bias = (1 << (shift - 1)) - a_mult * a_zero - b_mult * b_zero
@@ -160,7 +164,7 @@ def _add(a: _Codes, b: _Codes, out_q: ActivationQuantizer, relu: bool) -> _Codes
     a_mult, b_mult, bias, shift = _add_params(a.scale, b.scale, s_out, a.zero_point, b.zero_point)
     # Exact in float64 (|acc| < 2^31); floor of acc / 2^shift is the arithmetic shift right.
     acc = a.codes.double().mul_(a_mult).add_(b.codes.double(), alpha=b_mult).add_(bias)
-    y = acc.mul_(2.0 ** -shift).floor_().float().add_(z_out)
+    y = acc.mul_(2.0**-shift).floor_().float().add_(z_out)
     return _Codes(_saturate(y, z_out, relu), s_out, z_out)
 
 
@@ -194,8 +198,9 @@ class ExactSimulator(nn.Module):
     def __init__(self, qat: nn.Module):
         super().__init__()
         if not simulates(qat):
-            raise NotImplementedError(f"{type(qat).__name__}: a layout with ops the exact TFLite simulation "
-                                      "does not cover")
+            raise NotImplementedError(
+                f"{type(qat).__name__}: a layout with ops the exact TFLite simulation does not cover"
+            )
         self.qat = qat
         stem = list(qat.stem) if isinstance(qat.stem, nn.Sequential) else [qat.stem]
         previous = qat.input
@@ -210,8 +215,9 @@ class ExactSimulator(nn.Module):
             for layer in block.path:
                 path.append(_Requantized(layer, before))
                 before = layer.out
-            shortcut = _Requantized(block.shortcut, previous) if isinstance(block.shortcut, tflite.QuantConvBn) \
-                else None
+            shortcut = (
+                _Requantized(block.shortcut, previous) if isinstance(block.shortcut, tflite.QuantConvBn) else None
+            )
             self.blocks.append(nn.ModuleDict({"path": path, **({"shortcut": shortcut} if shortcut else {})}))
             previous = block.out
         # The head reads the MEAN's output, or over a 1x1 map (no MEAN) the last block's.
@@ -231,8 +237,12 @@ class ExactSimulator(nn.Module):
             y = a
             for layer in parts["path"]:
                 y = layer(y)
-            a = _add(y, _shortcut(a, block.shortcut, parts["shortcut"] if "shortcut" in parts else None),
-                     block.out, relu=True)
+            a = _add(
+                y,
+                _shortcut(a, block.shortcut, parts["shortcut"] if "shortcut" in parts else None),
+                block.out,
+                relu=True,
+            )
         pooled = a.codes.shape[2] * a.codes.shape[3] != 1  # over 1x1 the exporter drops the MEAN
         a = _mean(a, qat.pool) if pooled else _Codes(a.codes.flatten(1), a.scale, a.zero_point)
         y = self.head(a)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, NoReturn, Sequence
+from typing import Any, Literal, NoReturn
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -81,8 +82,13 @@ class Recipe:
         if self.overrides:
             header += f"# Overrides applied: {' '.join('-o ' + text for text in self.overrides)}\n"
         # Block style, but the target list on one line, as the shipped recipes write it.
-        head = yaml.dump({key: data[key] for key in ("name", "description", "targets", "max_accuracy_drop")}, Dumper=_Dumper,
-                         sort_keys=False, default_flow_style=None, width=4096)
+        head = yaml.dump(
+            {key: data[key] for key in ("name", "description", "targets", "max_accuracy_drop")},
+            Dumper=_Dumper,
+            sort_keys=False,
+            default_flow_style=None,
+            width=4096,
+        )
         stages = yaml.dump({"stages": data["stages"]}, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
         return header + head + stages
 
@@ -107,6 +113,7 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Reci
 
 # --- finding and reading -------------------------------------------------------------------
 
+
 def _locate(name_or_path: str | Path) -> tuple[Path, str, str]:
     """The file, the name errors give it, and the recipe's source."""
     text = str(name_or_path)
@@ -114,22 +121,27 @@ def _locate(name_or_path: str | Path) -> tuple[Path, str, str]:
         path = Path(name_or_path)
         if not path.is_file():
             problem = "is a directory" if path.is_dir() else "not found"
-            raise RecipeError(f"recipe file {text} {problem}",
-                              f"check the path, or use a builtin recipe ({', '.join(builtin_recipes())})")
+            raise RecipeError(
+                f"recipe file {text} {problem}",
+                f"check the path, or use a builtin recipe ({', '.join(builtin_recipes())})",
+            )
         return path, text, text
     if text in builtin_recipes():
         path = RECIPES_DIR / f"{text}.yaml"
         return path, str(path), f"builtin:{text}"
-    raise RecipeError(f"unknown recipe {text!r}: neither a builtin recipe nor a .yaml file",
-                      closest(text, builtin_recipes()))
+    raise RecipeError(
+        f"unknown recipe {text!r}: neither a builtin recipe nor a .yaml file", closest(text, builtin_recipes())
+    )
 
 
 def _read(path: Path, label: str) -> str:
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
-            raise RecipeError(f"{label}: {size / 1e6:.1f} MB is too big for a recipe (at most 1 MB)",
-                              "is this the right file? a recipe is a few lines of YAML")
+            raise RecipeError(
+                f"{label}: {size / 1e6:.1f} MB is too big for a recipe (at most 1 MB)",
+                "is this the right file? a recipe is a few lines of YAML",
+            )
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise RecipeError(f"{label}: not UTF-8 text", "save the recipe as UTF-8 YAML") from None
@@ -159,8 +171,9 @@ class _Draft:
 
     def last_override(self, path: KeyPath) -> KeyPath:
         """The value under `path` that the last override set, or `path` if none did."""
-        overridden = [known for known, where in self.where.items()
-                      if known[:len(path)] == path and where.startswith("override ")]
+        overridden = [
+            known for known, where in self.where.items() if known[: len(path)] == path and where.startswith("override ")
+        ]
         return overridden[-1] if overridden else path
 
     @property
@@ -190,8 +203,11 @@ def _parse(text: str, label: str) -> _Draft:
     if "name" not in values:
         draft.fail((), "the recipe has no name", "add a line such as `name: my-recipe`")
     if "stages" not in values:
-        draft.fail((), "the recipe has no stages",
-                   "add `stages: []` to export only, or list stages such as `- qat: {epochs: 3}`")
+        draft.fail(
+            (),
+            "the recipe has no stages",
+            "add `stages: []` to export only, or list stages such as `- qat: {epochs: 3}`",
+        )
     values["stages"] = _stage_list(draft)
     _check_order(draft)
     return draft
@@ -212,8 +228,9 @@ def _plain(node: yaml.Node, path: KeyPath, where: dict, locate: Callable[[yaml.N
         # them, and refusing them refuses the exponential "billion laughs" documents too.
         # An alias is reported where it is used (its node's mark is the anchor's); `<<` where it is.
         at = locate(node) if node.tag == MERGE_TAG else where.get(path) or locate(node)
-        raise RecipeError(f"{at}: aliases (*name) and merge keys (<<) are not allowed in a recipe",
-                          "write the values out")
+        raise RecipeError(
+            f"{at}: aliases (*name) and merge keys (<<) are not allowed in a recipe", "write the values out"
+        )
     seen.add(id(node))
     if isinstance(node, yaml.ScalarNode):
         return yaml.constructor.SafeConstructor().construct_object(node)
@@ -247,19 +264,25 @@ def _syntax_error(error: yaml.YAMLError, label: str) -> RecipeError:
         problem += f" ({context}, line {context_mark.line + 1})"
     if isinstance(error, yaml.constructor.ConstructorError):
         return RecipeError(f"{where}: {problem}", "a recipe holds plain values: remove the tag")
-    return RecipeError(f"{where}: not valid YAML: {problem}",
-                       "check the indentation and quotes there, and that each key is followed by ': '")
+    return RecipeError(
+        f"{where}: not valid YAML: {problem}",
+        "check the indentation and quotes there, and that each key is followed by ': '",
+    )
 
 
 # --- stages: names and order ---------------------------------------------------------------
+
 
 def _stage_list(draft: _Draft) -> list[list]:
     raw = draft.values["stages"]
     if raw is None:
         return []
     if not isinstance(raw, list):
-        draft.fail(("stages",), f"stages must be a list, got {_show(raw)}",
-                   "put each stage on its own line: `- ptq`, or `- qat:` with its settings indented below")
+        draft.fail(
+            ("stages",),
+            f"stages must be a list, got {_show(raw)}",
+            "put each stage on its own line: `- ptq`, or `- qat:` with its settings indented below",
+        )
     return [_stage_item(draft, index, item) for index, item in enumerate(raw)]
 
 
@@ -269,22 +292,31 @@ def _stage_item(draft: _Draft, index: int, item) -> list:
     if isinstance(item, dict) and len(item) > 1:
         # Almost always the settings indented level with the stage's name instead of under it.
         keys = ", ".join(repr(key) for key in item)
-        draft.fail(path, f"a stage entry has one key, the stage's name; this one has {keys}",
-                   "indent the stage's settings two spaces deeper than its name")
+        draft.fail(
+            path,
+            f"a stage entry has one key, the stage's name; this one has {keys}",
+            "indent the stage's settings two spaces deeper than its name",
+        )
     if isinstance(item, dict) and item:
-        (name, settings), = item.items()
+        ((name, settings),) = item.items()
     elif isinstance(item, str):
         name, settings = item, None
     else:
-        draft.fail(path, f"a stage is a name, or a name and its settings; got {_show(item)}",
-                   "e.g. `- ptq` or `- qat: {epochs: 3}`")
+        draft.fail(
+            path,
+            f"a stage is a name, or a name and its settings; got {_show(item)}",
+            "e.g. `- ptq` or `- qat: {epochs: 3}`",
+        )
     if name not in RANK:
         draft.fail(path, f"unknown stage {name!r}", closest(str(name), RANK))
     if settings is None:
         return [name, {}]  # `- ptq` or `- ptq:`: every default
     if not isinstance(settings, dict):
-        draft.fail(path + (name,), f"stage {name!r} takes settings as `key: value` lines, got {_show(settings)}",
-                   f"e.g. `- {name}:` and below it, indented, `seed: 0`")
+        draft.fail(
+            path + (name,),
+            f"stage {name!r} takes settings as `key: value` lines, got {_show(settings)}",
+            f"e.g. `- {name}:` and below it, indented, `seed: 0`",
+        )
     return [name, settings]
 
 
@@ -296,12 +328,18 @@ def _check_order(draft: _Draft) -> None:
             if earlier == name:
                 draft.fail(path, f"stage {name!r} appears twice", "give it once, with all its settings")
             if {earlier, name} == {"ptq", "qat"}:
-                draft.fail(path, "stages 'ptq' and 'qat' both set the int8 ranges: ptq from calibration images, "
-                           "qat by training", "keep qat for the best int8 accuracy, or ptq to skip training")
+                draft.fail(
+                    path,
+                    "stages 'ptq' and 'qat' both set the int8 ranges: ptq from calibration images, qat by training",
+                    "keep qat for the best int8 accuracy, or ptq to skip training",
+                )
             if RANK[earlier] > RANK[name]:
                 order = sorted(dict.fromkeys(names), key=RANK.__getitem__)
-                draft.fail(path, f"stage {name!r} cannot come after {earlier!r}: {_why_before(name, earlier)}",
-                           f"order stages {', '.join(order)}")
+                draft.fail(
+                    path,
+                    f"stage {name!r} cannot come after {earlier!r}: {_why_before(name, earlier)}",
+                    f"order stages {', '.join(order)}",
+                )
 
 
 def _why_before(name: str, later: str) -> str:
@@ -313,6 +351,7 @@ def _why_before(name: str, later: str) -> str:
 
 
 # --- overrides -----------------------------------------------------------------------------
+
 
 def _apply_override(draft: _Draft, text: str) -> None:
     """`qat.epochs=2`, `prune.latency.target=openvino-int8` or `targets=[tflite-int8]`, on the raw values."""
@@ -326,8 +365,10 @@ def _apply_override(draft: _Draft, text: str) -> None:
     present = [name for name, _ in draft.stages]
     if not rest:
         if head == "stages":
-            raise RecipeError(f"{where}: stages cannot be overridden, only their settings",
-                              f"set one with STAGE.KEY=VALUE, or {START_HINT}")
+            raise RecipeError(
+                f"{where}: stages cannot be overridden, only their settings",
+                f"set one with STAGE.KEY=VALUE, or {START_HINT}",
+            )
         if head in RANK:
             raise RecipeError(f"{where}: name a setting of the stage", f"e.g. {head}.seed=1")
         if head not in TOP_LEVEL:
@@ -338,8 +379,10 @@ def _apply_override(draft: _Draft, text: str) -> None:
     if head not in present:
         if head not in RANK:
             raise RecipeError(f"{where}: unknown stage {head!r}", closest(head, present or RANK))
-        raise RecipeError(f"{where}: the recipe has no stage {head!r}, only {', '.join(present) or 'none'}",
-                          "to add a stage, edit a copy of the recipe: edgeresnet recipes show NAME > my-recipe.yaml")
+        raise RecipeError(
+            f"{where}: the recipe has no stage {head!r}, only {', '.join(present) or 'none'}",
+            "to add a stage, edit a copy of the recipe: edgeresnet recipes show NAME > my-recipe.yaml",
+        )
     index = present.index(head)
     path, settings = ("stages", index, head), draft.stages[index][1]
     for part in rest[:-1]:  # nested settings: prune.latency.target
@@ -349,8 +392,10 @@ def _apply_override(draft: _Draft, text: str) -> None:
             _mark(draft, path, where)
         settings = settings[part]
         if not isinstance(settings, dict):
-            raise RecipeError(f"{where}: {'.'.join(map(str, path[2:]))} is a value, not a group of settings",
-                              f"set it with {'.'.join(map(str, path[2:]))}=VALUE")
+            raise RecipeError(
+                f"{where}: {'.'.join(map(str, path[2:]))} is a value, not a group of settings",
+                f"set it with {'.'.join(map(str, path[2:]))}=VALUE",
+            )
     settings[rest[-1]] = value
     _mark(draft, path + (rest[-1],), where)
 
@@ -361,18 +406,21 @@ def _override_value(raw: str, where: str):
         node = yaml.compose(raw, Loader=yaml.SafeLoader)
         return None if node is None else _plain(node, (), {}, lambda _: where)
     except yaml.YAMLError as error:
-        raise RecipeError(f"{where}: the value is not valid YAML ({getattr(error, 'problem', error)})",
-                          "quote it, e.g. description='a: b'") from None
+        raise RecipeError(
+            f"{where}: the value is not valid YAML ({getattr(error, 'problem', error)})",
+            "quote it, e.g. description='a: b'",
+        ) from None
 
 
 def _mark(draft: _Draft, path: KeyPath, where: str) -> None:
     """Errors about `path`, and anything under it, now name the override, not the file."""
-    for known in [known for known in draft.where if known[:len(path)] == path]:
+    for known in [known for known in draft.where if known[: len(path)] == path]:
         del draft.where[known]
     draft.where[path] = where
 
 
 # --- validation ----------------------------------------------------------------------------
+
 
 def _build(draft: _Draft, source: str) -> Recipe:
     values = draft.values
@@ -382,13 +430,20 @@ def _build(draft: _Draft, source: str) -> Recipe:
     description = values.get("description")
     description = "" if description is None else description
     if not isinstance(description, str):
-        draft.fail(("description",), f"description must be text, got {_show(description)}",
-                   "put it in quotes")
+        draft.fail(("description",), f"description must be text, got {_show(description)}", "put it in quotes")
     configs = _config_classes()
-    stages = tuple(Stage(stage, _stage_config(draft, index, stage, settings, configs[stage]))
-                   for index, (stage, settings) in enumerate(draft.stages))
-    return Recipe(name=name, description=description, targets=_targets(draft), stages=stages, source=source,
-                  max_accuracy_drop=_max_accuracy_drop(draft))
+    stages = tuple(
+        Stage(stage, _stage_config(draft, index, stage, settings, configs[stage]))
+        for index, (stage, settings) in enumerate(draft.stages)
+    )
+    return Recipe(
+        name=name,
+        description=description,
+        targets=_targets(draft),
+        stages=stages,
+        source=source,
+        max_accuracy_drop=_max_accuracy_drop(draft),
+    )
 
 
 def _max_accuracy_drop(draft: _Draft) -> float | None:
@@ -398,16 +453,19 @@ def _max_accuracy_drop(draft: _Draft) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
-        draft.fail(("max_accuracy_drop",), f"max_accuracy_drop must be top-1 points from 0 to 100, got {_show(value)}",
-                   "e.g. `max_accuracy_drop: 1.0`, or `max_accuracy_drop: null` for no check")
+        draft.fail(
+            ("max_accuracy_drop",),
+            f"max_accuracy_drop must be top-1 points from 0 to 100, got {_show(value)}",
+            "e.g. `max_accuracy_drop: 1.0`, or `max_accuracy_drop: null` for no check",
+        )
     return float(value)
 
 
 def _config_classes() -> dict[str, type[BaseModel]]:
     # Here, not at the top: the prune stage imports torch, which `import edgeresnet.recipes` need not.
-    from ..stages.ptq import PtqConfig
     from ..stages.distill import DistillConfig
     from ..stages.prune import PruneConfig
+    from ..stages.ptq import PtqConfig
     from ..stages.qat import QatConfig
 
     return {"prune": PruneConfig, "distill": DistillConfig, "ptq": PtqConfig, "qat": QatConfig}
@@ -460,8 +518,12 @@ def _check_keys(draft: _Draft, path: KeyPath, settings: dict, cls: type[BaseMode
             _check_keys(draft, path + (key,), value, nested, repr(dotted))
 
 
-_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
-           "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
+_BOUNDS = {
+    "greater_than_equal": (">=", "ge"),
+    "greater_than": (">", "gt"),
+    "less_than_equal": ("<=", "le"),
+    "less_than": ("<", "lt"),
+}
 
 
 def _explain(error: dict, cls: type[BaseModel], stage: str) -> tuple[KeyPath, str, str | None]:

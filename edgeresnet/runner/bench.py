@@ -32,9 +32,13 @@ BENCH_SCHEMA_VERSION = 2  # 2: a row whose runtime failed is status "failed", wi
 REFERENCE_NAME = "reference-predictions.npz"  # written by compress beside the run's artifacts
 
 # The package whose version each runtime reports; Core ML is coremltools' on macOS.
-RUNTIME_PACKAGES = {"tflite": ("ai-edge-litert", "tflite-runtime", "tensorflow", "tensorflow-cpu"),
-                    "openvino": ("openvino",), "onnx": ("onnxruntime",), "coreml": ("coremltools",),
-                    "tensorrt": ("tensorrt", "onnxruntime-gpu")}
+RUNTIME_PACKAGES = {
+    "tflite": ("ai-edge-litert", "tflite-runtime", "tensorflow", "tensorflow-cpu"),
+    "openvino": ("openvino",),
+    "onnx": ("onnxruntime",),
+    "coreml": ("coremltools",),
+    "tensorrt": ("tensorrt", "onnxruntime-gpu"),
+}
 
 
 class BenchConfig(BaseModel):
@@ -108,20 +112,28 @@ def find_artifacts(path: Path) -> list[tuple[Manifest, Path]]:
     """(manifest, directory) of each artifact at `path`: a run directory, an artifact's directory or file."""
     path = Path(path)
     if not path.exists():
-        raise EdgeResNetError(f"{path} does not exist", "pass a run directory or an artifact written by `edgeresnet export`")
+        raise EdgeResNetError(
+            f"{path} does not exist", "pass a run directory or an artifact written by `edgeresnet export`"
+        )
     directory = path if path.is_dir() else path.parent
     if (directory / MANIFEST_NAME).is_file():
         manifest = read_manifest(directory)
         if path.is_file() and path.name not in manifest.files:
-            raise EdgeResNetError(f"{path} is not the artifact its manifest describes ({manifest.file})",
-                                  "pass the artifact's directory")
+            raise EdgeResNetError(
+                f"{path} is not the artifact its manifest describes ({manifest.file})", "pass the artifact's directory"
+            )
         found = [(manifest, directory)]
     else:
-        found = [(read_manifest(sub), sub) for sub in sorted(directory.iterdir())
-                 if sub.is_dir() and (sub / MANIFEST_NAME).is_file()]
+        found = [
+            (read_manifest(sub), sub)
+            for sub in sorted(directory.iterdir())
+            if sub.is_dir() and (sub / MANIFEST_NAME).is_file()
+        ]
     if not found:
-        raise EdgeResNetError(f"no artifact in {path} (no {MANIFEST_NAME})",
-                              "pass a run directory or an artifact written by `edgeresnet export`")
+        raise EdgeResNetError(
+            f"no artifact in {path} (no {MANIFEST_NAME})",
+            "pass a run directory or an artifact written by `edgeresnet export`",
+        )
     for manifest, where in found:
         check_artifact(manifest, where)  # a file changed since export is refused, not measured
     return found
@@ -155,8 +167,11 @@ def result_destination(report: BenchReport) -> tuple[Path, BenchReport]:
         existing = BenchReport.model_validate_json(destination.read_text())
     except ValueError:  # an older schema or a damaged file: the new result replaces it
         return destination, report
-    alike = (existing.config == report.config and existing.data == report.data
-             and existing.host.get("cpu") == report.host.get("cpu"))
+    alike = (
+        existing.config == report.config
+        and existing.data == report.data
+        and existing.host.get("cpu") == report.host.get("cpu")
+    )
     if not alike:
         artifact_dir = source if source.is_dir() else source.parent
         return artifact_dir / result_name(report.device), report
@@ -190,8 +205,14 @@ def default_data(path: Path, seed: int = 0) -> tuple[Path, int | None, bool] | N
     return source, None, labelled
 
 
-def bench(path: Path, data: ImageDataset | None = None, config: BenchConfig = BenchConfig(), *,
-          device_label: str = "local", progress=lambda message: None) -> BenchReport:
+def bench(
+    path: Path,
+    data: ImageDataset | None = None,
+    config: BenchConfig = BenchConfig(),
+    *,
+    device_label: str = "local",
+    progress=lambda message: None,
+) -> BenchReport:
     """Measure every artifact at `path`; with `data`, also its accuracy against the manifest's baseline
     and its agreement with PyTorch FP32 (unlabelled data, or ``config.labels`` False: agreement only)."""
     artifacts = find_artifacts(path)
@@ -227,10 +248,19 @@ def bench(path: Path, data: ImageDataset | None = None, config: BenchConfig = Be
     if failed and not any(row.status == "ok" for row in results):  # nothing measured: an error, not a report
         raise EdgeResNetError(f"{failed[0].target}: {failed[0].note}")
     return BenchReport(
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), device=device_label, source=str(path),
-        host=host_info(config.threads), config=config,
-        data=None if sample is None else {"source": sample.source, "samples": len(sample),
-                                          "fingerprint": sample.fingerprint(), "labelled": sample.labelled},
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        device=device_label,
+        source=str(path),
+        host=host_info(config.threads),
+        config=config,
+        data=None
+        if sample is None
+        else {
+            "source": sample.source,
+            "samples": len(sample),
+            "fingerprint": sample.fingerprint(),
+            "labelled": sample.labelled,
+        },
         results=results,
     )
 
@@ -242,8 +272,10 @@ def _as_labelled(data: ImageDataset, config: BenchConfig, artifacts, progress) -
         return data.unlabelled()
     outputs = max((manifest.output.shape[-1] for manifest, _ in artifacts if manifest.output.shape), default=1)
     if data.labelled and len(data.classes) == 1 and outputs > 1:
-        progress(f"{Path(data.source).name} holds one folder of images ({data.classes[0]}/) and the files predict "
-                 f"{outputs} classes: reading them as unlabelled images (agreement, no accuracy)")
+        progress(
+            f"{Path(data.source).name} holds one folder of images ({data.classes[0]}/) and the files predict "
+            f"{outputs} classes: reading them as unlabelled images (agreement, no accuracy)"
+        )
         return data.unlabelled()
     return data
 
@@ -267,32 +299,61 @@ def _prepare_images(sample: ImageDataset | None, spec: Preprocess, stem: Path, c
     return pixels_path, labels_path, True
 
 
-def _measure_in_child(manifest: Manifest, directory: Path, spec: Preprocess, pixels: Path, labels: Path | None,
-                      predict: bool, config: BenchConfig, tmp: Path) -> dict:
-    job = {"artifact": str(directory / manifest.file), "image_input": manifest.image_input,
-           "preprocess": spec.model_dump(mode="json"), "pixels": str(pixels),
-           "labels": str(labels) if labels else None, "predict": predict, "threads": config.threads, "device": config.device,
-           "batch": config.batch, "runs": config.runs, "warmup": config.warmup}
+def _measure_in_child(
+    manifest: Manifest,
+    directory: Path,
+    spec: Preprocess,
+    pixels: Path,
+    labels: Path | None,
+    predict: bool,
+    config: BenchConfig,
+    tmp: Path,
+) -> dict:
+    job = {
+        "artifact": str(directory / manifest.file),
+        "image_input": manifest.image_input,
+        "preprocess": spec.model_dump(mode="json"),
+        "pixels": str(pixels),
+        "labels": str(labels) if labels else None,
+        "predict": predict,
+        "threads": config.threads,
+        "device": config.device,
+        "batch": config.batch,
+        "runs": config.runs,
+        "warmup": config.warmup,
+    }
     job_path, result_path = tmp / f"{manifest.target}.job.json", tmp / f"{manifest.target}.result.json"
     job_path.write_text(json.dumps(job))
-    done = subprocess.run([sys.executable, "-m", "edgeresnet.runner.measure", str(job_path), str(result_path)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "edgeresnet.runner.measure", str(job_path), str(result_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     if done.returncode != 0:
-        errors = [line[len("error: "):] for line in done.stderr.splitlines() if line.startswith("error: ")]
-        reason = errors[-1] if errors else first_line(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "")
+        errors = [line[len("error: ") :] for line in done.stderr.splitlines() if line.startswith("error: ")]
+        reason = (
+            errors[-1] if errors else first_line(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "")
+        )
         raise EdgeResNetError(f"{manifest.target}: {reason or f'the measuring process exited with {done.returncode}'}")
     return json.loads(result_path.read_text())
 
 
-def _result(manifest: Manifest, directory: Path, measured: dict, sample: ImageDataset | None,
-            config: BenchConfig) -> TargetBench:
+def _result(
+    manifest: Manifest, directory: Path, measured: dict, sample: ImageDataset | None, config: BenchConfig
+) -> TargetBench:
     accuracy = None
     if sample is not None and measured["predictions"] is not None and not sample.labelled:
         predictions = np.asarray(measured["predictions"])
         fingerprint = sample.fingerprint()
         reference = _reference_predictions(directory.parent, fingerprint)
         accuracy = BenchAccuracy(
-            top1=None, top5=None, samples=len(predictions), data=fingerprint, baseline_top1=None, delta_top1=None,
+            top1=None,
+            top5=None,
+            samples=len(predictions),
+            data=fingerprint,
+            baseline_top1=None,
+            delta_top1=None,
             agreement=None if reference is None else round(100.0 * float((predictions == reference).mean()), 3),
         )
     elif sample is not None and measured["predictions"] is not None:
@@ -303,16 +364,29 @@ def _result(manifest: Manifest, directory: Path, measured: dict, sample: ImageDa
         baseline = manifest.baseline.top1 if manifest.baseline and manifest.baseline.data == fingerprint else None
         reference = _reference_predictions(directory.parent, fingerprint)
         accuracy = BenchAccuracy(
-            top1=top1, top5=100.0 * measured["top5_hits"] / len(labels), samples=len(labels), data=fingerprint,
-            baseline_top1=baseline, delta_top1=None if baseline is None else round(top1 - baseline, 4),
+            top1=top1,
+            top5=100.0 * measured["top5_hits"] / len(labels),
+            samples=len(labels),
+            data=fingerprint,
+            baseline_top1=baseline,
+            delta_top1=None if baseline is None else round(top1 - baseline, 4),
             agreement=None if reference is None else round(100.0 * float((predictions == reference).mean()), 3),
         )
     return TargetBench(
-        target=manifest.target, file=manifest.file, runtime=manifest.runtime, precision=manifest.precision,
-        image_input=manifest.image_input, size_bytes=manifest.size_bytes, status="ok",
-        runtime_version=_runtime_version(manifest.runtime), load_ms=measured["load_ms"],
-        first_inference_ms=measured["first_inference_ms"], latency=measured["latency"],
-        throughput_ips=measured["throughput_ips"], memory=MemoryUse(**measured["memory"]), accuracy=accuracy,
+        target=manifest.target,
+        file=manifest.file,
+        runtime=manifest.runtime,
+        precision=manifest.precision,
+        image_input=manifest.image_input,
+        size_bytes=manifest.size_bytes,
+        status="ok",
+        runtime_version=_runtime_version(manifest.runtime),
+        load_ms=measured["load_ms"],
+        first_inference_ms=measured["first_inference_ms"],
+        latency=measured["latency"],
+        throughput_ips=measured["throughput_ips"],
+        memory=MemoryUse(**measured["memory"]),
+        accuracy=accuracy,
         note=None if measured.get("executed_by") is None else f"run by {measured['executed_by']}",
     )
 
@@ -329,9 +403,16 @@ def cannot_run_here(runtime: str) -> str | None:
 
 
 def _unmeasured(manifest: Manifest, why: str, status: Literal["skipped", "failed"] = "skipped") -> TargetBench:
-    return TargetBench(target=manifest.target, file=manifest.file, runtime=manifest.runtime,
-                       precision=manifest.precision, image_input=manifest.image_input,
-                       size_bytes=manifest.size_bytes, status=status, note=why)
+    return TargetBench(
+        target=manifest.target,
+        file=manifest.file,
+        runtime=manifest.runtime,
+        precision=manifest.precision,
+        image_input=manifest.image_input,
+        size_bytes=manifest.size_bytes,
+        status=status,
+        note=why,
+    )
 
 
 def _reference_predictions(run_dir: Path, fingerprint: str) -> np.ndarray | None:

@@ -17,8 +17,14 @@ from .base import Runtime, tensor_spec
 
 
 class CoreMLModel(Runtime):
-    def __init__(self, path, threads: int | None = None, batch: int = 1, labels: list[str] | None = None,
-                 compute_units: str = "CPU_ONLY"):
+    def __init__(
+        self,
+        path,
+        threads: int | None = None,
+        batch: int = 1,
+        labels: list[str] | None = None,
+        compute_units: str = "CPU_ONLY",
+    ):
         if platform.system() != "Darwin":
             raise EdgeResNetError(f"{path} needs Core ML, which runs only on macOS", "bench the package on a Mac")
         if batch != 1:

@@ -23,14 +23,30 @@ INT8_DOT_PRODUCT = {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"}
 # ARM's "CPU implementer" and "CPU part" codes (Arm's technical reference manuals; the
 # boards this tool is used on: Raspberry Pi 3/4/5, Jetson Nano/Xavier/Orin, Graviton).
 _ARM_PARTS = {
-    (0x41, 0xD03): "Arm Cortex-A53", (0x41, 0xD04): "Arm Cortex-A35", (0x41, 0xD05): "Arm Cortex-A55",
-    (0x41, 0xD07): "Arm Cortex-A57", (0x41, 0xD08): "Arm Cortex-A72", (0x41, 0xD09): "Arm Cortex-A73",
-    (0x41, 0xD0A): "Arm Cortex-A75", (0x41, 0xD0B): "Arm Cortex-A76", (0x41, 0xD0C): "Arm Neoverse-N1",
-    (0x41, 0xD0D): "Arm Cortex-A77", (0x41, 0xD40): "Arm Neoverse-V1", (0x41, 0xD41): "Arm Cortex-A78",
-    (0x41, 0xD42): "Arm Cortex-A78AE", (0x41, 0xD44): "Arm Cortex-X1", (0x41, 0xD46): "Arm Cortex-A510",
-    (0x41, 0xD47): "Arm Cortex-A710", (0x41, 0xD48): "Arm Cortex-X2", (0x41, 0xD49): "Arm Neoverse-N2",
-    (0x41, 0xD4B): "Arm Cortex-A78C", (0x41, 0xD4F): "Arm Neoverse-V2", (0x41, 0xD80): "Arm Cortex-A520",
-    (0x41, 0xD81): "Arm Cortex-A720", (0x4E, 0x004): "NVIDIA Carmel", (0x61, 0x022): "Apple M1 Icestorm",
+    (0x41, 0xD03): "Arm Cortex-A53",
+    (0x41, 0xD04): "Arm Cortex-A35",
+    (0x41, 0xD05): "Arm Cortex-A55",
+    (0x41, 0xD07): "Arm Cortex-A57",
+    (0x41, 0xD08): "Arm Cortex-A72",
+    (0x41, 0xD09): "Arm Cortex-A73",
+    (0x41, 0xD0A): "Arm Cortex-A75",
+    (0x41, 0xD0B): "Arm Cortex-A76",
+    (0x41, 0xD0C): "Arm Neoverse-N1",
+    (0x41, 0xD0D): "Arm Cortex-A77",
+    (0x41, 0xD40): "Arm Neoverse-V1",
+    (0x41, 0xD41): "Arm Cortex-A78",
+    (0x41, 0xD42): "Arm Cortex-A78AE",
+    (0x41, 0xD44): "Arm Cortex-X1",
+    (0x41, 0xD46): "Arm Cortex-A510",
+    (0x41, 0xD47): "Arm Cortex-A710",
+    (0x41, 0xD48): "Arm Cortex-X2",
+    (0x41, 0xD49): "Arm Neoverse-N2",
+    (0x41, 0xD4B): "Arm Cortex-A78C",
+    (0x41, 0xD4F): "Arm Neoverse-V2",
+    (0x41, 0xD80): "Arm Cortex-A520",
+    (0x41, 0xD81): "Arm Cortex-A720",
+    (0x4E, 0x004): "NVIDIA Carmel",
+    (0x61, 0x022): "Apple M1 Icestorm",
     (0x61, 0x023): "Apple M1 Firestorm",
 }
 
@@ -113,15 +129,22 @@ def int8_speed_notes(p50_ms: dict[str, float], host: dict) -> list[str]:
             continue
         timing = f"({int8:.3f} ms against {fp32:.3f} ms p50)"
         if int8 < fp32:
-            why = (f"this CPU has int8 dot-product instructions ({', '.join(features)})" if features else
-                   "though this CPU reports no int8 dot-product instruction")
+            why = (
+                f"this CPU has int8 dot-product instructions ({', '.join(features)})"
+                if features
+                else "though this CPU reports no int8 dot-product instruction"
+            )
             notes.append(f"{target} is {fp32 / int8:.1f}x faster than {runtime}-fp32 here {timing}: {why}")
         elif features:
-            notes.append(f"{target} is not faster than {runtime}-fp32 here {timing}, though this CPU has int8 "
-                         f"dot-product instructions ({', '.join(features)}): check the threads and the runtime's "
-                         "version")
+            notes.append(
+                f"{target} is not faster than {runtime}-fp32 here {timing}, though this CPU has int8 "
+                f"dot-product instructions ({', '.join(features)}): check the threads and the runtime's "
+                "version"
+            )
         else:
-            notes.append(f"{target} is not faster than {runtime}-fp32 here {timing}: this CPU ({host.get('cpu')}) "
-                         "has no int8 dot-product instructions (x86: avx512_vnni, avx_vnni or amx_int8; ARM: asimddp "
-                         "or i8mm), so int8 saves memory here, not time; pick the fp32 or fp16 file for speed")
+            notes.append(
+                f"{target} is not faster than {runtime}-fp32 here {timing}: this CPU ({host.get('cpu')}) "
+                "has no int8 dot-product instructions (x86: avx512_vnni, avx_vnni or amx_int8; ARM: asimddp "
+                "or i8mm), so int8 saves memory here, not time; pick the fp32 or fp16 file for speed"
+            )
     return notes

@@ -42,8 +42,7 @@ def measure(job: dict) -> dict:
     first = inputs(np.resize(pixels[:batch], (batch, *pixels.shape[1:])))  # repeats images if fewer than batch
     before = rss_mb()
     start = time.perf_counter()
-    runtime = open_artifact(Path(job["artifact"]), job["threads"], job["device"], image_input=image_input,
-                            batch=batch)
+    runtime = open_artifact(Path(job["artifact"]), job["threads"], job["device"], image_input=image_input, batch=batch)
     load_ms = (time.perf_counter() - start) * 1e3
     loaded = rss_mb()
     raw = runtime.to_raw(first)
@@ -54,11 +53,20 @@ def measure(job: dict) -> dict:
     ran = rss_mb()
 
     result = {
-        "load_ms": load_ms, "first_inference_ms": first_ms, "latency": latency.to_dict(samples=True),
+        "load_ms": load_ms,
+        "first_inference_ms": first_ms,
+        "latency": latency.to_dict(samples=True),
         "throughput_ips": batch * 1e3 / latency.mean_ms,
-        "memory": {"before_load_mb": before, "after_load_mb": loaded, "after_run_mb": ran,
-                   "added_by_load_mb": _diff(loaded, before), "added_by_run_mb": _diff(ran, loaded)},
-        "predictions": None, "top5_hits": None, "executed_by": getattr(runtime, "executed_by", None),
+        "memory": {
+            "before_load_mb": before,
+            "after_load_mb": loaded,
+            "after_run_mb": ran,
+            "added_by_load_mb": _diff(loaded, before),
+            "added_by_run_mb": _diff(ran, loaded),
+        },
+        "predictions": None,
+        "top5_hits": None,
+        "executed_by": getattr(runtime, "executed_by", None),
     }
     if job.get("labels"):
         labels = np.load(job["labels"])

@@ -13,7 +13,9 @@ class ONNXModel(Runtime):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise EdgeResNetError("onnxruntime is not installed", 'install it: pip install "edgeresnet[runner]"') from None
+            raise EdgeResNetError(
+                "onnxruntime is not installed", 'install it: pip install "edgeresnet[runner]"'
+            ) from None
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -31,5 +33,7 @@ class ONNXModel(Runtime):
         return self.session.run(None, {self.input.name: raw_input})[0]
 
     def io_specs(self) -> tuple[dict, dict]:
-        return (tensor_spec(self.input.name, self.input.shape, layout="NCHW"),
-                tensor_spec(self.output.name, self.output.shape))
+        return (
+            tensor_spec(self.input.name, self.input.shape, layout="NCHW"),
+            tensor_spec(self.output.name, self.output.shape),
+        )

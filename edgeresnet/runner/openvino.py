@@ -16,8 +16,9 @@ class OpenVINOModel(Runtime):
             raise EdgeResNetError("OpenVINO is not installed", 'install it: pip install "edgeresnet[runner]"') from None
         core = ov.Core()
         if device not in core.available_devices:
-            raise EdgeResNetError(f"OpenVINO device {device} is not available here",
-                                  f"choose one of: {', '.join(core.available_devices)}")
+            raise EdgeResNetError(
+                f"OpenVINO device {device} is not available here", f"choose one of: {', '.join(core.available_devices)}"
+            )
         config = {"PERFORMANCE_HINT": "LATENCY"}
         if device == "CPU":
             # Pinned to f32: on CPUs with AVX512-BF16 or AMX the CPU plugin otherwise runs f32
@@ -51,8 +52,10 @@ class OpenVINOModel(Runtime):
     def io_specs(self) -> tuple[dict, dict]:
         # An image-input IR takes NHWC uint8 (its PrePostProcessor converts); others NCHW float32.
         layout = "NHWC" if self.image_input else "NCHW"
-        return (tensor_spec(self.input.get_any_name(), self.input.shape, _dtype(self.input), layout),
-                tensor_spec(self.output.get_any_name(), self.output.shape, _dtype(self.output)))
+        return (
+            tensor_spec(self.input.get_any_name(), self.input.shape, _dtype(self.input), layout),
+            tensor_spec(self.output.get_any_name(), self.output.shape, _dtype(self.output)),
+        )
 
 
 def _dtype(port) -> str:

@@ -43,15 +43,22 @@ class SSHDevice:
 
     def command(self, remote: str) -> list[str]:
         # Options on the command line win over ~/.ssh/config, so no config can turn the check off.
-        options = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
-                   "-o", f"ConnectTimeout={self.connect_timeout}"]
+        options = [
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"ConnectTimeout={self.connect_timeout}",
+        ]
         if self.config_file:
             options = ["-F", str(self.config_file), *options]
         return ["ssh", *options, self.destination, remote]
 
 
-def remote_bench(path: Path, data: Path | None, config: BenchConfig, device: SSHDevice,
-                 log=lambda message: None) -> BenchReport:
+def remote_bench(
+    path: Path, data: Path | None, config: BenchConfig, device: SSHDevice, log=lambda message: None
+) -> BenchReport:
     """Benchmark the artifacts at `path` on `device`; `data` is copied there as it is."""
     artifacts = find_artifacts(path)  # sha256 checked here, before anything is copied
     with tempfile.TemporaryDirectory(prefix="edgeresnet-ssh-") as tmp:
@@ -73,14 +80,31 @@ def remote_bench(path: Path, data: Path | None, config: BenchConfig, device: SSH
     try:
         report = BenchReport.model_validate_json(output)
     except ValueError:
-        raise EdgeResNetError(f"{device.destination} returned no benchmark result",
-                              "run the same `edgeresnet bench` on the device to see why") from None
+        raise EdgeResNetError(
+            f"{device.destination} returned no benchmark result",
+            "run the same `edgeresnet bench` on the device to see why",
+        ) from None
     return report.model_copy(update={"device": device.destination, "source": str(path)})
 
 
 def _bench_command(device: SSHDevice, workdir: str, data: Path | None, config: BenchConfig) -> str:
-    args = ["-m", "edgeresnet", "bench", "run", "--json", "--runs", str(config.runs), "--warmup",
-            str(config.warmup), "--batch", str(config.batch), "--openvino-device", config.device, "--seed", str(config.seed)]
+    args = [
+        "-m",
+        "edgeresnet",
+        "bench",
+        "run",
+        "--json",
+        "--runs",
+        str(config.runs),
+        "--warmup",
+        str(config.warmup),
+        "--batch",
+        str(config.batch),
+        "--openvino-device",
+        config.device,
+        "--seed",
+        str(config.seed),
+    ]
     if config.threads:  # else every core of the device
         args += ["--threads", str(config.threads)]
     if config.limit:
@@ -90,8 +114,10 @@ def _bench_command(device: SSHDevice, workdir: str, data: Path | None, config: B
         if not config.labels:
             args += ["--no-labels"]
     quoted = " ".join(shlex.quote(arg) for arg in args)
-    return (f"cd {shlex.quote(workdir)} && PYTHONPATH={shlex.quote(workdir + '/' + RUNNER_ZIP)} "
-            f"{_remote_path(device.python)} {quoted}")
+    return (
+        f"cd {shlex.quote(workdir)} && PYTHONPATH={shlex.quote(workdir + '/' + RUNNER_ZIP)} "
+        f"{_remote_path(device.python)} {quoted}"
+    )
 
 
 def _remote_path(path: str) -> str:
@@ -163,24 +189,33 @@ def _check_free_disk(device: SSHDevice, workdir: str, needed: int) -> None:
         raise EdgeResNetError(
             f"{device.destination} has {free / 1e6:.1f} MB free in {workdir.rsplit('/', 1)[0]}, "
             f"the benchmark needs {needed / 1e6:.1f} MB",
-            "free space on the device, or point TMPDIR there at a larger disk")
+            "free space on the device, or point TMPDIR there at a larger disk",
+        )
 
 
 def _refuse_host_key(destination: str, stderr: str):
     if "has changed" in stderr or "HAS CHANGED" in stderr:
-        raise EdgeResNetError(f"the host key of {destination} differs from the one in known_hosts: it may not be your "
-                              "device (or the device was reinstalled)", "check its new key's fingerprint on the device, "
-                              f"then replace the old one: ssh-keygen -R HOST, and connect once with `ssh {destination}`")
-    raise EdgeResNetError(f"the host key of {destination} is not in known_hosts, and edgeresnet never accepts one "
-                          "unseen", f"connect once with `ssh {destination}` and check the fingerprint it shows")
+        raise EdgeResNetError(
+            f"the host key of {destination} differs from the one in known_hosts: it may not be your "
+            "device (or the device was reinstalled)",
+            "check its new key's fingerprint on the device, "
+            f"then replace the old one: ssh-keygen -R HOST, and connect once with `ssh {destination}`",
+        )
+    raise EdgeResNetError(
+        f"the host key of {destination} is not in known_hosts, and edgeresnet never accepts one unseen",
+        f"connect once with `ssh {destination}` and check the fingerprint it shows",
+    )
 
 
 def _ssh(device: SSHDevice, remote: str, *, stdin=None, stream_stderr: bool = False, ok_codes=(0,)) -> str:
     """Run `remote` on the device; its stdout. Failures (an exit status not in ``ok_codes``)
     become one line naming the device."""
     try:
-        done = subprocess.run(device.command(remote), stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        done = subprocess.run(
+            device.command(remote),
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+        )
     except FileNotFoundError:
         raise EdgeResNetError("ssh is not installed here", "install an OpenSSH client") from None
     stderr = done.stderr.decode(errors="replace")
@@ -190,10 +225,12 @@ def _ssh(device: SSHDevice, remote: str, *, stdin=None, stream_stderr: bool = Fa
         _refuse_host_key(device.destination, stderr)
     if done.returncode == SSH_UNREACHABLE:
         reason = stderr.strip().splitlines()[-1] if stderr.strip() else "no reason given"
-        raise EdgeResNetError(f"cannot reach {device.destination} over ssh: {reason}",
-                              f"check that `ssh {device.destination} true` works without a password prompt")
+        raise EdgeResNetError(
+            f"cannot reach {device.destination} over ssh: {reason}",
+            f"check that `ssh {device.destination} true` works without a password prompt",
+        )
     if done.returncode not in ok_codes:
-        errors = [line[len("error: "):] for line in stderr.splitlines() if line.startswith("error: ")]
+        errors = [line[len("error: ") :] for line in stderr.splitlines() if line.startswith("error: ")]
         reason = errors[-1] if errors else (stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         raise EdgeResNetError(f"on {device.destination}: {reason}")
     return done.stdout.decode(errors="replace")

@@ -11,8 +11,15 @@ from ..manifest import MANIFEST_NAME, read_manifest
 SUFFIX_RUNTIMES = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino", ".mlpackage": "coreml"}
 
 
-def open_artifact(path: Path, threads: int | None = None, device: str = "CPU", *, image_input: bool | None = None,
-                  batch: int = 1, runtime: str | None = None):
+def open_artifact(
+    path: Path,
+    threads: int | None = None,
+    device: str = "CPU",
+    *,
+    image_input: bool | None = None,
+    batch: int = 1,
+    runtime: str | None = None,
+):
     """The artifact loaded in its runtime: a runner.base.Runtime.
 
     The runtime is ``runtime`` when given ("onnx" runs a TensorRT file's ONNX in onnxruntime on
@@ -28,22 +35,29 @@ def open_artifact(path: Path, threads: int | None = None, device: str = "CPU", *
     runtime = runtime or (manifest.runtime if manifest else SUFFIX_RUNTIMES.get(path.suffix))
     if runtime == "tflite":
         from .tflite import TFLiteModel
+
         opened = TFLiteModel(path, threads, batch)
     elif runtime == "onnx":
         from .onnx import ONNXModel
+
         opened = ONNXModel(path, threads, batch)
     elif runtime == "tensorrt":
         from .tensorrt import open_tensorrt
+
         opened = open_tensorrt(path, manifest.precision if manifest else "fp16", threads, batch)
     elif runtime == "openvino":
         from .openvino import OpenVINOModel
+
         opened = OpenVINOModel(path, threads, device, batch)
     elif runtime == "coreml":
         from .coreml import CoreMLModel
+
         opened = CoreMLModel(path, threads, batch, labels=manifest.labels if manifest else None)
     else:
-        raise EdgeResNetError(f"no runtime for {path.name}",
-                              "the runner opens .tflite, .onnx, OpenVINO .xml and (on macOS) .mlpackage files")
+        raise EdgeResNetError(
+            f"no runtime for {path.name}",
+            "the runner opens .tflite, .onnx, OpenVINO .xml and (on macOS) .mlpackage files",
+        )
     opened.image_input = bool(manifest and manifest.image_input) if image_input is None else image_input
     return opened
 

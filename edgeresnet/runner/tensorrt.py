@@ -45,8 +45,10 @@ def unavailable_reason() -> str | None:
         return None
     if _onnxruntime_gpu_providers():
         return None
-    return ("no TensorRT here: install TensorRT's Python package in the runner's environment (JetPack's "
-            "python3-libnvinfer, or pip tensorrt) or onnxruntime-gpu")
+    return (
+        "no TensorRT here: install TensorRT's Python package in the runner's environment (JetPack's "
+        "python3-libnvinfer, or pip tensorrt) or onnxruntime-gpu"
+    )
 
 
 def open_tensorrt(path: Path, precision: str, threads: int | None = None, batch: int = 1) -> Runtime:
@@ -65,7 +67,7 @@ def open_tensorrt(path: Path, precision: str, threads: int | None = None, batch:
 
 
 class TensorRTEngine(Runtime):
-    def __init__(self, path: Path, precision: str, trt, cuda: "_Cuda"):
+    def __init__(self, path: Path, precision: str, trt, cuda: _Cuda):
         self.cuda = cuda
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.engine_path = engine_path(path, trt.__version__, cuda.compute_capability())
@@ -88,8 +90,10 @@ class TensorRTEngine(Runtime):
             raise EdgeResNetError(f"{path.name} has {len(inputs)} inputs and {len(outputs)} outputs, not one of each")
         self.input, self.output = inputs[0], outputs[0]
         # One host and one device buffer per tensor, bound once: each invoke only copies and runs.
-        self.host = {n: np.empty(tuple(engine.get_tensor_shape(n)), trt.nptype(engine.get_tensor_dtype(n)))
-                     for n in (self.input, self.output)}
+        self.host = {
+            n: np.empty(tuple(engine.get_tensor_shape(n)), trt.nptype(engine.get_tensor_dtype(n)))
+            for n in (self.input, self.output)
+        }
         self.device = {n: cuda.malloc(array.nbytes) for n, array in self.host.items()}
         for name, pointer in self.device.items():
             self.context.set_tensor_address(name, pointer)
@@ -106,8 +110,10 @@ class TensorRTEngine(Runtime):
         return host_out
 
     def io_specs(self) -> tuple[dict, dict]:
-        return (tensor_spec(self.input, self.host[self.input].shape, self.host[self.input].dtype.name, "NCHW"),
-                tensor_spec(self.output, self.host[self.output].shape, self.host[self.output].dtype.name))
+        return (
+            tensor_spec(self.input, self.host[self.input].shape, self.host[self.input].dtype.name, "NCHW"),
+            tensor_spec(self.output, self.host[self.output].shape, self.host[self.output].dtype.name),
+        )
 
     def __del__(self):
         for pointer in getattr(self, "device", {}).values():
@@ -127,19 +133,23 @@ def build_engine(path: Path, precision: str, trt, logger) -> bytes:
     builder = trt.Builder(logger)
     # TensorRT 8.x needs the explicit-batch flag; from 10 it is the only mode and the flag is gone.
     explicit_batch = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
-    network = builder.create_network(0 if explicit_batch is None or int(trt.__version__.split(".")[0]) >= 10
-                                     else 1 << int(explicit_batch))
+    network = builder.create_network(
+        0 if explicit_batch is None or int(trt.__version__.split(".")[0]) >= 10 else 1 << int(explicit_batch)
+    )
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(Path(path).read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EdgeResNetError(f"TensorRT's ONNX parser refused {path.name}: {errors}", "please report it with the model")
+        raise EdgeResNetError(
+            f"TensorRT's ONNX parser refused {path.name}: {errors}", "please report it with the model"
+        )
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
     flags = {"fp16": ("FP16",), "int8": ("INT8", "FP16")}[precision]
     for flag in flags:
         if not hasattr(trt.BuilderFlag, flag):
-            raise EdgeResNetError(f"this TensorRT ({trt.__version__}) has no {flag} builder flag",
-                                  "use TensorRT 8.6 to 10 (JetPack 6)")
+            raise EdgeResNetError(
+                f"this TensorRT ({trt.__version__}) has no {flag} builder flag", "use TensorRT 8.6 to 10 (JetPack 6)"
+            )
         config.set_flag(getattr(trt.BuilderFlag, flag))
     plan = builder.build_serialized_network(network, config)
     if plan is None:
@@ -192,8 +202,16 @@ class _Cuda:
         return int(stream.value or 0)
 
     def copy(self, destination: int, source: int, size: int, kind: int, stream: int) -> None:
-        self._check(self.lib.cudaMemcpyAsync(ctypes.c_void_p(destination), ctypes.c_void_p(source),
-                                             ctypes.c_size_t(size), kind, ctypes.c_void_p(stream)), "cudaMemcpyAsync")
+        self._check(
+            self.lib.cudaMemcpyAsync(
+                ctypes.c_void_p(destination),
+                ctypes.c_void_p(source),
+                ctypes.c_size_t(size),
+                kind,
+                ctypes.c_void_p(stream),
+            ),
+            "cudaMemcpyAsync",
+        )
 
     def synchronize(self, stream: int) -> None:
         self._check(self.lib.cudaStreamSynchronize(ctypes.c_void_p(stream)), "cudaStreamSynchronize")
@@ -230,7 +248,9 @@ def _onnxruntime_gpu_providers() -> list[str]:
         import onnxruntime
     except ImportError:
         return []
-    return [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in onnxruntime.get_available_providers()]
+    return [
+        p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in onnxruntime.get_available_providers()
+    ]
 
 
 def _onnxruntime_providers(path: Path, precision: str) -> list:
@@ -240,9 +260,17 @@ def _onnxruntime_providers(path: Path, precision: str) -> list:
     if "TensorrtExecutionProvider" in available:
         cache = path.parent / "engines"
         cache.mkdir(exist_ok=True)
-        providers.append(("TensorrtExecutionProvider", {
-            "trt_fp16_enable": True, "trt_int8_enable": precision == "int8",
-            "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}))
+        providers.append(
+            (
+                "TensorrtExecutionProvider",
+                {
+                    "trt_fp16_enable": True,
+                    "trt_int8_enable": precision == "int8",
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": str(cache),
+                },
+            )
+        )
     if "CUDAExecutionProvider" in available:
         providers.append("CUDAExecutionProvider")
     return [*providers, "CPUExecutionProvider"]

@@ -15,16 +15,19 @@ from .base import Runtime
 def _interpreter_class():
     try:
         from ai_edge_litert.interpreter import Interpreter
+
         return Interpreter
     except ImportError:
         pass
     try:
         from tflite_runtime.interpreter import Interpreter
+
         return Interpreter
     except ImportError:
         pass
     try:
         import tensorflow as tf
+
         return tf.lite.Interpreter
     except ImportError:
         raise EdgeResNetError(
@@ -80,8 +83,11 @@ def _spec(detail: dict, layout: str | None) -> dict:
     scale, zero_point = detail["quantization"]
     quantized = detail["dtype"] != np.float32 and scale != 0  # a uint8 image input cast inside has no scale
     return {
-        "name": detail["name"], "shape": [int(d) for d in detail["shape"]], "dtype": np.dtype(detail["dtype"]).name,
-        "layout": layout, "scale": float(scale) if quantized else None,
+        "name": detail["name"],
+        "shape": [int(d) for d in detail["shape"]],
+        "dtype": np.dtype(detail["dtype"]).name,
+        "layout": layout,
+        "scale": float(scale) if quantized else None,
         "zero_point": int(zero_point) if quantized else None,
     }
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -37,8 +37,13 @@ def measure_latency(run_once: Callable[[], object], *, runs: int = 100, warmup: 
         times[i] = time.perf_counter() - start
     ms = times * 1e3
     return Latency(
-        runs=runs, warmup=warmup,
-        p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)), p99_ms=float(np.percentile(ms, 99)),
-        mean_ms=float(ms.mean()), std_ms=float(ms.std()), min_ms=float(ms.min()),
+        runs=runs,
+        warmup=warmup,
+        p50_ms=float(np.percentile(ms, 50)),
+        p90_ms=float(np.percentile(ms, 90)),
+        p99_ms=float(np.percentile(ms, 99)),
+        mean_ms=float(ms.mean()),
+        std_ms=float(ms.std()),
+        min_ms=float(ms.min()),
         samples_ms=tuple(round(float(t), 5) for t in ms),
     )

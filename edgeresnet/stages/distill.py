@@ -29,8 +29,8 @@ from ..model import Model
 from ..preprocess import Preprocess
 from ..training.config import Execution, TrainConfig
 from ..training.data import TrainBatches
-from ..training.losses import FeatureDistiller, distillation_objective
 from ..training.loop import EpochRecord, fit
+from ..training.losses import FeatureDistiller, distillation_objective
 from .load import as_model, check_labels
 
 
@@ -62,8 +62,10 @@ def distill(
     if not data.labelled and config.alpha < 1:  # alpha 1 learns the teacher's outputs alone: no labels needed
         raise EdgeResNetError(
             f"distill weighs the labels by {1 - config.alpha:g} (alpha {config.alpha:g}), and {data.source} has no "
-            "labels", "pass --train-data with labels (root/<class>/<image>), or learn from the teacher alone with "
-            "-o distill.alpha=1")
+            "labels",
+            "pass --train-data with labels (root/<class>/<image>), or learn from the teacher alone with "
+            "-o distill.alpha=1",
+        )
     check_labels(student.num_classes, data.classes)
     if validation is not None:
         check_labels(student.num_classes, validation.classes)
@@ -81,9 +83,18 @@ def distill(
 
     validate = None if validation is None else functools.partial(_top1, validation, student.preprocess)
     try:
-        history = fit(module, batches, config, loss_fn, extra_parameters=[] if features is None else [features],
-                      checkpoint_dir=checkpoint_dir, validate=validate, progress="Distilling", log=log,
-                      execution=execution)
+        history = fit(
+            module,
+            batches,
+            config,
+            loss_fn,
+            extra_parameters=[] if features is None else [features],
+            checkpoint_dir=checkpoint_dir,
+            validate=validate,
+            progress="Distilling",
+            log=log,
+            execution=execution,
+        )
     finally:
         if features is not None:
             features.remove()  # the hooks hold the student copy that is returned

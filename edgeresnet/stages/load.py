@@ -45,7 +45,7 @@ def load_model(
     )
 
 
-def as_model(source: "str | Path | nn.Module | Model") -> Model:
+def as_model(source: str | Path | nn.Module | Model) -> Model:
     """What every public function that takes a model accepts: a Model as it is, or a path or an
     nn.Module read as ``load_model`` reads it."""
     return source if isinstance(source, Model) else load_model(source)
@@ -74,8 +74,10 @@ def fit_labels(num_classes: int, data: ImageDataset, log=lambda message: None) -
     if not data.labelled:
         return data
     if len(data.classes) == 1 and num_classes > 1:
-        log(f"{Path(data.source).name} holds one folder of images ({data.classes[0]}/) and the model predicts "
-            f"{num_classes} classes: reading them as unlabelled images (no accuracy, only fidelity and latency)")
+        log(
+            f"{Path(data.source).name} holds one folder of images ({data.classes[0]}/) and the model predicts "
+            f"{num_classes} classes: reading them as unlabelled images (no accuracy, only fidelity and latency)"
+        )
         return data.unlabelled()
     check_labels(num_classes, data.classes)
     return data

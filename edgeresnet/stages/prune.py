@@ -22,7 +22,7 @@ from ..errors import ArchitectureError, DataError, EdgeResNetError
 from ..model import Model
 from ..models.detect import ArchSpec, detect
 from ..models.plan import ChannelPlan
-from ..models.summary import meta_copy, count_macs, count_params
+from ..models.summary import count_macs, count_params, meta_copy
 from ..pruning.importance import Criterion, block_scores, channel_scores, unit_scores
 from ..pruning.search import fewest_blocks, fill_up, smallest_ratio, unreachable
 from ..pruning.select import Scope, choose, keep_counts, kept_fraction, removable_blocks
@@ -69,7 +69,7 @@ class PruneConfig(BaseModel):
     latency: LatencyProbe = LatencyProbe()
 
     @model_validator(mode="after")
-    def _one_target(self) -> "PruneConfig":
+    def _one_target(self) -> PruneConfig:
         given = [name for name in ("ratio", "macs", "latency_ms") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one target of ratio, macs and latency_ms, got {given or 'none'}")
@@ -132,13 +132,21 @@ def prune(model: Model | str | Path | torch.nn.Module, config: PruneConfig, data
         _recalibrate_norms(pruned, model, data, config)
     macs = count_macs(pruned, size)
     info = {
-        "importance": config.importance, "scope": config.scope, "round_to": config.round_to,
-        "target": {k: v for k, v in config.model_dump(include={"ratio", "macs", "latency_ms"}).items() if v is not None},
-        "kept_fraction": round(kept_fraction(structure, counts), 4), "removed_blocks": list(removed),
+        "importance": config.importance,
+        "scope": config.scope,
+        "round_to": config.round_to,
+        "target": {
+            k: v for k, v in config.model_dump(include={"ratio", "macs", "latency_ms"}).items() if v is not None
+        },
+        "kept_fraction": round(kept_fraction(structure, counts), 4),
+        "removed_blocks": list(removed),
         **({"frozen": dict(structure.frozen)} if structure.frozen else {}),  # spaces kept whole, and why
         **({"block_cost": config.block_cost} if config.remove_blocks else {}),
-        "macs_before": base_macs, "macs_after": macs, "macs_factor": round(base_macs / macs, 4),
-        "params_before": count_params(module), "params_after": count_params(pruned),
+        "macs_before": base_macs,
+        "macs_after": macs,
+        "macs_factor": round(base_macs / macs, 4),
+        "params_before": count_params(module),
+        "params_after": count_params(pruned),
         **({"latency": {"target": config.latency.target, "probes": probes}} if probes else {}),
     }
     plan = _plan(model, structure, keep, removed, pruned, info)
@@ -151,21 +159,29 @@ def _goal(config: PruneConfig, structure: Structure, minimum, macs_factor, laten
     if config.ratio is not None:
         best = 1 - kept_fraction(structure, minimum)
         if config.ratio > best:
-            raise unreachable(f"ratio {config.ratio}", f"ratio {best:.3f}",
-                              f"choose a ratio up to that; round_to={config.round_to} keeps at least that many "
-                              "channels per layer")
+            raise unreachable(
+                f"ratio {config.ratio}",
+                f"ratio {best:.3f}",
+                f"choose a ratio up to that; round_to={config.round_to} keeps at least that many channels per layer",
+            )
         return lambda counts: 1 - kept_fraction(structure, counts) >= config.ratio - 1e-9
     if config.macs is not None:
         if macs_factor(minimum) < config.macs:
-            raise unreachable(f"{config.macs}x fewer MACs", f"{macs_factor(minimum):.2f}x",
-                              "ask for at most that, or lower round_to, or allow remove_blocks")
+            raise unreachable(
+                f"{config.macs}x fewer MACs",
+                f"{macs_factor(minimum):.2f}x",
+                "ask for at most that, or lower round_to, or allow remove_blocks",
+            )
         return lambda counts: macs_factor(counts) >= config.macs
     if data is None:
         raise DataError("a latency target needs data to calibrate and verify the measured artifacts", "pass --data")
     fastest = latency(minimum)
     if fastest > config.latency_ms:
-        raise unreachable(f"{config.latency_ms} ms on {config.latency.target}", f"{fastest:.3f} ms",
-                          "ask for at least that, or allow remove_blocks, or measure on another target")
+        raise unreachable(
+            f"{config.latency_ms} ms on {config.latency.target}",
+            f"{fastest:.3f} ms",
+            "ask for at least that, or allow remove_blocks, or measure on another target",
+        )
     return lambda counts: latency(counts) <= config.latency_ms
 
 
@@ -187,28 +203,39 @@ def _block_costs(model: Model, module, structure: Structure, config: PruneConfig
         stages.setdefault(block.split(".")[0], []).append(block)
     candidates = [(), *map(tuple, stages.values())]  # the whole model, then each stage without its blocks
     if by_latency:
-        costs = _measure([model.replace(module=cut(module, structure, {}, c).eval()) for c in candidates], data,
-                         config.latency)
+        costs = _measure(
+            [model.replace(module=cut(module, structure, {}, c).eval()) for c in candidates], data, config.latency
+        )
     else:
         costs = [count_macs(cut(meta_copy(module), structure, {}, c), size) for c in candidates]
     whole = costs[0]
-    per_block = {stage: max(whole - cost, 1e-3 * whole) / whole / len(members)
-                 for (stage, members), cost in zip(stages.items(), costs[1:])}
+    per_block = {
+        stage: max(whole - cost, 1e-3 * whole) / whole / len(members)
+        for (stage, members), cost in zip(stages.items(), costs[1:])
+    }
     return {block: per_block[block.split(".")[0]] for block in blocks}
 
 
 def _plan(model: Model, structure: Structure, keep, removed, pruned, info) -> ChannelPlan:
     # As JSON holds it, so that a reloaded plan compares equal. A general layout comes from the
     # model's options: some of its fields (where a bottleneck strides) are not in the weights.
-    base = model.plan.base if model.plan else (
-        ArchSpec.from_json(model.options).to_json() if "layout" in model.options
-        else _detected_base(model.module))
+    base = (
+        model.plan.base
+        if model.plan
+        else (
+            ArchSpec.from_json(model.options).to_json() if "layout" in model.options else _detected_base(model.module)
+        )
+    )
     widths = {name: len(channels) for name, channels in keep.items() if structure.spaces[name].block not in removed}
-    pads = {name: (pruned.get_submodule(name).before, pruned.get_submodule(name).after)
-            for name in structure.pads if not any(name.startswith(b + ".") for b in removed)}
+    pads = {
+        name: (pruned.get_submodule(name).before, pruned.get_submodule(name).after)
+        for name in structure.pads
+        if not any(name.startswith(b + ".") for b in removed)
+    }
     earlier = model.plan.removed_blocks if model.plan else ()
-    return ChannelPlan(base=base, widths=widths, pads=pads, removed_blocks=tuple(sorted({*earlier, *removed})),
-                       info=info)
+    return ChannelPlan(
+        base=base, widths=widths, pads=pads, removed_blocks=tuple(sorted({*earlier, *removed})), info=info
+    )
 
 
 def _detected_base(module: torch.nn.Module) -> dict:
@@ -241,13 +268,16 @@ def _taylor_batches(model: Model, config: PruneConfig, data: ImageDataset | None
     if config.importance != "taylor":
         return ()
     if data is None or len(data) == 0:
-        raise DataError("the taylor criterion needs labelled images", "pass --data, or choose --importance l1, l2 or bn")
+        raise DataError(
+            "the taylor criterion needs labelled images", "pass --data, or choose --importance l1, l2 or bn"
+        )
     if not data.labelled:
-        raise DataError(f"the taylor criterion needs labelled images, and {data.source} has no labels",
-                        "pass labelled --train-data (root/<class>/<image>), or choose --importance l1, l2 or bn")
+        raise DataError(
+            f"the taylor criterion needs labelled images, and {data.source} has no labels",
+            "pass labelled --train-data (root/<class>/<image>), or choose --importance l1, l2 or bn",
+        )
     sample = data.subset(config.taylor_batches * config.batch_size, seed=config.seed)
-    return ((torch.tensor(x), torch.tensor(y).long())
-            for x, y in batches(sample, model.preprocess, config.batch_size))
+    return ((torch.tensor(x), torch.tensor(y).long()) for x, y in batches(sample, model.preprocess, config.batch_size))
 
 
 def _measure(models: list[Model], data: ImageDataset, probe: LatencyProbe) -> list[float]:
@@ -269,13 +299,29 @@ def _measure(models: list[Model], data: ImageDataset, probe: LatencyProbe) -> li
         runs = []
         for index, model in enumerate(models):
             # Only its speed matters and it is thrown away: no bar on its agreement with PyTorch.
-            artifact = export(model, target, Path(tmp) / str(index), samples=pixels[:16], calibration=pixels,
-                              threads=probe.threads, config=ExportConfig(min_agreement=0))[0]
+            artifact = export(
+                model,
+                target,
+                Path(tmp) / str(index),
+                samples=pixels[:16],
+                calibration=pixels,
+                threads=probe.threads,
+                config=ExportConfig(min_agreement=0),
+            )[0]
             if artifact.manifest.fidelity is None:
-                raise EdgeResNetError(f"{probe.target} does not run on this host, so its latency cannot be measured",
-                                      "measure on a tflite, openvino or onnx target")
+                raise EdgeResNetError(
+                    f"{probe.target} does not run on this host, so its latency cannot be measured",
+                    "measure on a tflite, openvino or onnx target",
+                )
             runtime = open_artifact(artifact.path, probe.threads)
             runs.append((runtime, runtime.to_raw(normalize(pixels[:1], model.preprocess))))
-        rounds = [[measure_latency(lambda: runtime.invoke(raw), runs=probe.runs, warmup=probe.warmup).p50_ms
-                   for runtime, raw in runs] for _ in range(probe.rounds)]
+        rounds = [
+            [
+                measure_latency(
+                    lambda runtime=runtime, raw=raw: runtime.invoke(raw), runs=probe.runs, warmup=probe.warmup
+                ).p50_ms
+                for runtime, raw in runs
+            ]
+            for _ in range(probe.rounds)
+        ]
     return [round(statistics.median(column), 4) for column in zip(*rounds)]

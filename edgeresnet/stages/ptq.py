@@ -31,7 +31,9 @@ Scheme = Literal["tflite", "openvino"]
 
 class PtqConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    size: int = Field(default=256, ge=1, le=100_000)  # calibration images; a few hundred is plenty for BN-folded ResNets
+    size: int = Field(
+        default=256, ge=1, le=100_000
+    )  # calibration images; a few hundred is plenty for BN-folded ResNets
     seed: int = 0
     # How each activation range is chosen: the clipping with the least quantization error
     # ("mse"), a percentile of the values, or their min and max (what the converters take).
@@ -90,10 +92,16 @@ def ptq(model: Model, pixels: np.ndarray, scheme: Scheme, config: PtqConfig = Pt
     batches = list(torch.from_numpy(normalize(pixels, model.preprocess)).split(config.batch_size))
     # OpenVINO's CPU kernels without VNNI sum pairs of u8 x i8 products in int16: a conv reading
     # signed codes (the image, a gate's pooled path) would overflow with full 8-bit weights.
-    simulated = quantize_post_training(model.module, batches, ranges=config.ranges, percentile=config.percentile,
-                                       bias_correction=config.bias_correction, rounding=config.rounding,
-                                       rounding_iterations=config.rounding_iterations,
-                                       prepare_simulator=openvino_ir.prepare if scheme == "openvino" else tflite.prepare)
+    simulated = quantize_post_training(
+        model.module,
+        batches,
+        ranges=config.ranges,
+        percentile=config.percentile,
+        bias_correction=config.bias_correction,
+        rounding=config.rounding,
+        rounding_iterations=config.rounding_iterations,
+        prepare_simulator=openvino_ir.prepare if scheme == "openvino" else tflite.prepare,
+    )
     float_module = tflite.fold(simulated, model.module)
     module = openvino_cpu.cpu_simulator(simulated) if scheme == "openvino" else simulated
     return model.replace(module=module, qat=QatState(scheme, float_module))

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import copy
 import importlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -69,13 +70,15 @@ def qat(
     teacher = as_model(teacher) if teacher is not None else None
     scheme = resolve_scheme(config, scheme)
     if model.qat is not None:
-        raise EdgeResNetError("this model has been through quantization-aware training already",
-                              "run qat on the float model")
+        raise EdgeResNetError(
+            "this model has been through quantization-aware training already", "run qat on the float model"
+        )
     if not data.labelled and config.alpha < 1:  # alpha 1 learns the teacher's outputs alone: no labels needed
         raise EdgeResNetError(
-            f"qat weighs the labels by {1 - config.alpha:g} (alpha {config.alpha:g}), and {data.source} has no "
-            "labels", "pass --train-data with labels (root/<class>/<image>), or learn from the float model alone "
-            "with -o qat.alpha=1")
+            f"qat weighs the labels by {1 - config.alpha:g} (alpha {config.alpha:g}), and {data.source} has no labels",
+            "pass --train-data with labels (root/<class>/<image>), or learn from the float model alone "
+            "with -o qat.alpha=1",
+        )
     check_labels(model.num_classes, data.classes)
     simulator = importlib.import_module(f"edgeresnet.quantization.{scheme}")
     batches = TrainBatches(data, model.preprocess, config, execution=execution)
@@ -94,8 +97,18 @@ def qat(
             freeze_at = step
             simulator.freeze_batch_norm(module)
 
-    history = fit(module, batches, config, loss_fn, checkpoint_dir=checkpoint_dir, on_step=on_step,
-                  validate=validate, progress=f"QAT ({scheme})", log=log, execution=execution)
+    history = fit(
+        module,
+        batches,
+        config,
+        loss_fn,
+        checkpoint_dir=checkpoint_dir,
+        on_step=on_step,
+        validate=validate,
+        progress=f"QAT ({scheme})",
+        log=log,
+        execution=execution,
+    )
     if freeze_at is None:  # a run resumed after its last epoch takes no step
         simulator.freeze_batch_norm(module)
     qat_module, float_module = simulator.finish(module, model.module)
@@ -106,6 +119,8 @@ def resolve_scheme(config: QatConfig, scheme: Scheme | None) -> Scheme:
     if config.scheme != "auto":
         return config.scheme
     if scheme is None:
-        raise EdgeResNetError("qat needs to know whose int8 arithmetic to simulate",
-                              "set its scheme (tflite, openvino or coreml), or give compress an int8 --target")
+        raise EdgeResNetError(
+            "qat needs to know whose int8 arithmetic to simulate",
+            "set its scheme (tflite, openvino or coreml), or give compress an int8 --target",
+        )
     return scheme

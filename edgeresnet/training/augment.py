@@ -41,8 +41,9 @@ def resolve(augment: str, input_size: int) -> Mode:
     return augment  # type: ignore[return-value]
 
 
-def augment(x: torch.Tensor, mode: Mode, generator: torch.Generator, part: slice | None = None,
-            total: int | None = None) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, mode: Mode, generator: torch.Generator, part: slice | None = None, total: int | None = None
+) -> torch.Tensor:
     """Apply ``mode`` to a batch (N, C, H, W); returns a new tensor of the same shape.
 
     ``x`` may be images ``part`` of a batch of ``total``: drawn for all, applied to those.
@@ -56,8 +57,14 @@ def augment(x: torch.Tensor, mode: Mode, generator: torch.Generator, part: slice
     raise ValueError(f"unknown augmentation mode {mode!r}")
 
 
-def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int | None = None, *, part: slice | None = None,
-              total: int | None = None) -> torch.Tensor:
+def crop_flip(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    pad: int | None = None,
+    *,
+    part: slice | None = None,
+    total: int | None = None,
+) -> torch.Tensor:
     """Zero-pad by ``pad`` (default side // 8), crop back at random offsets, flip half.
 
     One gather for the whole batch: each output pixel's source row and column in the
@@ -79,8 +86,9 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int | None = Non
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-def random_flip(x: torch.Tensor, generator: torch.Generator, part: slice | None = None,
-                total: int | None = None) -> torch.Tensor:
+def random_flip(
+    x: torch.Tensor, generator: torch.Generator, part: slice | None = None, total: int | None = None
+) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2."""
     flip = torch.rand(len(x) if part is None else total, generator=generator) < 0.5
     flip = flip if part is None else flip[part]
@@ -111,8 +119,14 @@ def crop_box(height: int, width: int, generator: torch.Generator) -> tuple[int, 
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def resized_crop(x: torch.Tensor, generator: torch.Generator, size: int | None = None, *,
-                 part: slice | None = None, total: int | None = None) -> torch.Tensor:
+def resized_crop(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    size: int | None = None,
+    *,
+    part: slice | None = None,
+    total: int | None = None,
+) -> torch.Tensor:
     """A random crop of each image, resized (bilinear, antialiased) to ``size`` square
     (default: the input's height). One image at a time: every crop has its own shape."""
     _, _, height, width = x.shape

@@ -50,8 +50,15 @@ class TrainBatches:
     This process gets its slice of each.
     """
 
-    def __init__(self, dataset: ImageDataset, spec: Preprocess, config: TrainConfig, *, progress: bool = True,
-                 execution: Execution = Execution()):
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        spec: Preprocess,
+        config: TrainConfig,
+        *,
+        progress: bool = True,
+        execution: Execution = Execution(),
+    ):
         sample = dataset.subset(config.limit, config.seed)
         _check_size(sample, config)
         world = distributed.world()
@@ -60,8 +67,10 @@ class TrainBatches:
         self.mode = resolve(config.augment, spec.input_size)
         self.batch_size = min(config.batch_size, len(sample))  # the global batch
         if self.batch_size % world.size:
-            raise EdgeResNetError(f"a batch of {self.batch_size} images does not split evenly over {world.size} "
-                                  f"processes", f"set the stage's batch_size to a multiple of {world.size}")
+            raise EdgeResNetError(
+                f"a batch of {self.batch_size} images does not split evenly over {world.size} processes",
+                f"set the stage's batch_size to a multiple of {world.size}",
+            )
         local = self.batch_size // world.size
         self.part = slice(world.rank * local, (world.rank + 1) * local)  # this process's images of each batch
         self.labels = torch.from_numpy(np.array(sample.labels, dtype=np.int64))
@@ -71,8 +80,7 @@ class TrainBatches:
         self.prefetch = execution.prefetch_batches
         self.pin = execution.device == "cuda"  # page-locked batches copy to the GPU asynchronously
         self._sample = sample
-        self._pixels = (_decode_all(sample, spec, progress and world.is_main) if spec.input_size < LARGE_INPUT
-                        else None)
+        self._pixels = _decode_all(sample, spec, progress and world.is_main) if spec.input_size < LARGE_INPUT else None
 
     def __len__(self) -> int:
         return len(self.labels) // self.batch_size
@@ -94,8 +102,13 @@ class TrainBatches:
                 index = order[step * self.batch_size : (step + 1) * self.batch_size]
                 mine = index[self.part]
                 if pool is None:
-                    inputs = augment(torch.from_numpy(normalize(self._pixels[mine.numpy()], self.spec)),
-                                     self.mode, generator, self.part, self.batch_size)
+                    inputs = augment(
+                        torch.from_numpy(normalize(self._pixels[mine.numpy()], self.spec)),
+                        self.mode,
+                        generator,
+                        self.part,
+                        self.batch_size,
+                    )
                 else:
                     inputs = self._decoded(mine, generator, pool)
                 yield (inputs.pin_memory() if self.pin else inputs), self.labels[mine]
@@ -114,8 +127,7 @@ class TrainBatches:
             return torch.from_numpy(normalize(pixels, self.spec))
         images = pool.map(lambda i: _prepare_pil(self._sample.pil_image(i), self.spec), mine.tolist())
         pixels = np.stack([np.asarray(im) for im in images])
-        return augment(torch.from_numpy(normalize(pixels, self.spec)), self.mode, generator, self.part,
-                       self.batch_size)
+        return augment(torch.from_numpy(normalize(pixels, self.spec)), self.mode, generator, self.part, self.batch_size)
 
     def _cropped(self, i: int, seed: int) -> np.ndarray:
         """Image ``i``: torchvision's RandomResizedCrop and a random flip, drawn from ``seed``."""
@@ -180,9 +192,7 @@ def _check_size(sample: ImageDataset, config: TrainConfig) -> None:
         raise DataError(f"the training data {sample.source} holds no images", "pass a data set with images to train on")
     if len(sample) < 2:
         hint = "raise limit" if config.limit is not None else "pass a data set with more images"
-        raise DataError(
-            f"training needs at least 2 images (batch norm needs two per batch), got {len(sample)}", hint
-        )
+        raise DataError(f"training needs at least 2 images (batch norm needs two per batch), got {len(sample)}", hint)
 
 
 def _decode_all(sample: ImageDataset, spec: Preprocess, progress: bool) -> np.ndarray:

@@ -113,8 +113,20 @@ def fit(
                 # too, without touching the caller's RNG.
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(epoch_seed(config.seed, epoch, stream=1))
-                    record = _epoch(trained, batches, config, loss_fn, optimizer, scaler, extra_parameters, device,
-                                    epoch, total, on_step, lambda loss: bar.update(task, advance=1, loss=loss))
+                    record = _epoch(
+                        trained,
+                        batches,
+                        config,
+                        loss_fn,
+                        optimizer,
+                        scaler,
+                        extra_parameters,
+                        device,
+                        epoch,
+                        total,
+                        on_step,
+                        lambda loss: bar.update(task, advance=1, loss=loss),
+                    )
                 if validate is not None and world.is_main:
                     record.val_top1 = _validated(module, validate)
                 history.append(record)
@@ -138,13 +150,15 @@ def _parallel(module: nn.Module, device: torch.device) -> nn.Module:
 def check_precision(config: TrainConfig, device: str) -> None:
     """A one-line error when ``config``'s precision cannot train on ``device`` (cpu, cuda, mps)."""
     if config.precision == "fp16" and device != "cuda":
-        raise EdgeResNetError(f"precision fp16 trains on CUDA GPUs only, and this run trains on {device}",
-                              "set the stage's precision to bf16 (CPUs with AVX512-BF16 or AMX) or fp32, "
-                              "or pass --device cuda")
+        raise EdgeResNetError(
+            f"precision fp16 trains on CUDA GPUs only, and this run trains on {device}",
+            "set the stage's precision to bf16 (CPUs with AVX512-BF16 or AMX) or fp32, or pass --device cuda",
+        )
 
 
-def _epoch(module, batches, config, loss_fn, optimizer, scaler, extras, device, epoch, total, on_step,
-           advance) -> EpochRecord:
+def _epoch(
+    module, batches, config, loss_fn, optimizer, scaler, extras, device, epoch, total, on_step, advance
+) -> EpochRecord:
     started = time.perf_counter()
     steps = len(batches)
     world = distributed.world()
@@ -167,8 +181,13 @@ def _epoch(module, batches, config, loss_fn, optimizer, scaler, extras, device, 
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 loss, logits = loss_fn(module, inputs, labels)
             right = (logits.detach().argmax(1) == labels).sum()
-            step_sums = torch.stack([loss.detach().double() * len(labels), right.double(),
-                                     torch.tensor(len(labels), dtype=torch.float64, device=device)])
+            step_sums = torch.stack(
+                [
+                    loss.detach().double() * len(labels),
+                    right.double(),
+                    torch.tensor(len(labels), dtype=torch.float64, device=device),
+                ]
+            )
             if world.distributed:  # on the device: NCCL reduces GPU tensors only
                 distributed.all_reduce(step_sums)  # every process sees the global batch's loss, and stops together
             step_sums = step_sums.cpu()
@@ -189,8 +208,14 @@ def _epoch(module, batches, config, loss_fn, optimizer, scaler, extras, device, 
     finally:
         loader.close()  # the prefetching thread stops with it
     labelled = getattr(batches, "labelled", True)  # unlabelled images (distill, alpha 1) carry -1
-    return EpochRecord(epoch + 1, float(sums[0] / sums[2]), 100.0 * float(sums[1] / sums[2]) if labelled else None, lr,
-                       time.perf_counter() - started, data_wait_seconds=round(waited, 3))
+    return EpochRecord(
+        epoch + 1,
+        float(sums[0] / sums[2]),
+        100.0 * float(sums[1] / sums[2]) if labelled else None,
+        lr,
+        time.perf_counter() - started,
+        data_wait_seconds=round(waited, 3),
+    )
 
 
 def _average_gradients(modules: Sequence[nn.Module]) -> None:
@@ -241,7 +266,8 @@ def _validated(module: nn.Module, validate: Callable[[nn.Module], float]) -> flo
 
 def _summary(record: EpochRecord, epochs: int) -> str:
     text = f"epoch {record.epoch}/{epochs}: loss {record.loss:.4f}, " + (
-        f"train top-1 {record.train_top1:.2f}%" if record.train_top1 is not None else "no labels")
+        f"train top-1 {record.train_top1:.2f}%" if record.train_top1 is not None else "no labels"
+    )
     if record.val_top1 is not None:
         text += f", val top-1 {record.val_top1:.2f}%"
     return text + f", lr {record.lr:.3g}, {record.seconds:.1f} s"
@@ -255,8 +281,11 @@ def _signature(config: TrainConfig, module: nn.Module, extras: Sequence[nn.Modul
     and shapes of every tensor trained (a different model or stage has other ones)."""
 
     def shapes(m: nn.Module) -> list:
-        return [[key, list(value.shape), str(value.dtype)] for key, value in m.state_dict().items()
-                if isinstance(value, torch.Tensor)]
+        return [
+            [key, list(value.shape), str(value.dtype)]
+            for key, value in m.state_dict().items()
+            if isinstance(value, torch.Tensor)
+        ]
 
     identity = {
         "config": [type(config).__name__, config.model_dump(mode="json")],
@@ -298,8 +327,16 @@ def _resume(directory: Path, signature: str, steps: int, log: Callable[[str], No
     return None
 
 
-def _save(directory: Path, signature: str, module: nn.Module, extras: Sequence[nn.Module],
-          optimizer: torch.optim.Optimizer, scaler, history: list[EpochRecord], steps: int) -> None:
+def _save(
+    directory: Path,
+    signature: str,
+    module: nn.Module,
+    extras: Sequence[nn.Module],
+    optimizer: torch.optim.Optimizer,
+    scaler,
+    history: list[EpochRecord],
+    steps: int,
+) -> None:
     """Write this epoch's checkpoint atomically (a kill mid-write leaves the previous one
     intact), then delete all but the newest few."""
     epoch = len(history)
