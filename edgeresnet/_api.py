@@ -9,7 +9,7 @@ import sys
 
 _EXPORTS = {
     "load": "edgeresnet.loading",
-    "load_model": "edgeresnet.stages.load",
+    "load_model": "edgeresnet.loading",
     "save": "edgeresnet.saving",
     "prune": "edgeresnet.stages.prune",
     "PruneConfig": "edgeresnet.stages.prune",

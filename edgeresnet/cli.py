@@ -196,7 +196,7 @@ def _model_and_data(model_path, data_path, arch, trust, preprocess_overrides, ne
     model = _load(model_path, arch, trust, preprocess_overrides)
     if data is None:
         return model, None
-    from .stages.load import fit_labels
+    from .loading import fit_labels
 
     data = fit_labels(model.num_classes, data, log)  # the class count, or no labels at all
     if data.labelled and not model.labels:
@@ -213,7 +213,7 @@ def _in_model_order(data, model):
 
 
 def _load(model_path, arch, trust, overrides):
-    from .stages.load import load_model
+    from .loading import load_model
 
     model = load_model(model_path, arch=arch, trust_checkpoint=trust)
     if any(value is not None for value in overrides.values()):

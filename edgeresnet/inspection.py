@@ -15,7 +15,7 @@ from .pruning.groups import frozen_spaces, residual_groups
 
 
 def inspect_model(model: Model | str | Path | nn.Module) -> dict[str, Any]:
-    from .stages.load import as_model
+    from .loading import as_model
 
     model = as_model(model)
     size = model.preprocess.input_size

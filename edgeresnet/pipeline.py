@@ -42,6 +42,7 @@ from .errors import AccuracyDropError, EdgeResNetError
 from .evaluate import Accuracy, agreement, evaluate
 from .export import Artifact, ExportConfig, Target, export, grouped, parse_targets
 from .export.targets import check_calibration_source
+from .loading import as_model, fit_labels
 from .manifest import AccuracySpec, write_manifest
 from .model import Model
 from .recipes import Recipe
@@ -52,7 +53,6 @@ from .runner.host import host_info
 from .runner.runtimes import open_artifact
 from .runner.timing import measure_latency
 from .stage_runs import Source, StageRunner, run_identity
-from .stages.load import as_model, fit_labels
 from .stages.ptq import PtqConfig, calibrate
 from .stages.qat import TARGET_SCHEMES
 from .training.config import Execution, TrainConfig

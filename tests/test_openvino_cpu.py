@@ -118,7 +118,7 @@ def test_simulator_trains_straight_through():
 
 def _general(make) -> torch.nn.Module:
     """A layout of another project, read as edgeresnet reads it (a GeneralResNet), calibrated."""
-    from edgeresnet.stages.load import as_model
+    from edgeresnet.loading import as_model
 
     torch.manual_seed(2)
     return as_model(make().eval()).module

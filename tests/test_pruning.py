@@ -18,7 +18,7 @@ from edgeresnet.pruning.importance import channel_scores, unit_scores
 from edgeresnet.pruning.select import choose, keep_counts, removable_blocks
 from edgeresnet.pruning.structure import analyse
 from edgeresnet.pruning.surgery import cut
-from edgeresnet.stages.load import load_model
+from edgeresnet.loading import load_model
 from edgeresnet.stages.prune import PruneConfig, prune
 
 RATIOS = (0.1, 0.37, 0.6, 0.9)

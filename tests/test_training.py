@@ -16,7 +16,7 @@ from edgeresnet.errors import DataError, EdgeResNetError
 from edgeresnet.models import create
 from edgeresnet.preprocess import Preprocess
 from edgeresnet.stages.distill import DistillConfig, distill
-from edgeresnet.stages.load import load_model
+from edgeresnet.loading import load_model
 from edgeresnet.training.augment import crop_flip, resized_crop, resolve
 from edgeresnet.training.config import TrainConfig
 from edgeresnet.training.data import TrainBatches

@@ -21,7 +21,7 @@ from edgeresnet.evaluate import evaluate
 from edgeresnet.manifest import read_manifest
 from edgeresnet.models import create
 from edgeresnet.preprocess import Preprocess
-from edgeresnet.stages.load import fit_labels, load_model
+from edgeresnet.loading import fit_labels, load_model
 
 from helpers import make_image_folder
 

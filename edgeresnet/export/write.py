@@ -22,9 +22,9 @@ from ..data import normalize, working
 from ..errors import ConversionError, TargetError
 from ..manifest import Fidelity, Manifest, TensorSpec, artifact_sha256, file_hashes, tool_versions, write_manifest
 from ..model import Model
+from ..quantization.simulate import PtqConfig
 from ..quantization.tflite_exact import exact_reference
 from ..runner.runtimes import open_artifact
-from ..stages.ptq import PtqConfig
 from .coreml import export_coreml
 from .coreml_check import validate_coreml
 from .coreml_w8a8 import quantize_w8a8
@@ -112,7 +112,7 @@ def export(
     recorded too (``Manifest.fidelity_fp32``), not enforced: accuracy is the guard's to judge.
     """
     if not isinstance(model, Model):
-        from ..stages.load import as_model  # a path or a module: read as every stage reads it
+        from ..loading import as_model  # a path or a module: read as every stage reads it
 
         model = as_model(model)
     if config.image_input and model.in_chans != 3:
@@ -232,18 +232,24 @@ def _quantized_sources(
 ) -> dict[Target, Model]:
     """The model each target is converted from: for an int8 target of a float model, the ptq
     stage's simulator of that runtime where the layout has one; else ``model``."""
-    from ..stages.ptq import ptq, supports
+    from ..quantization.simulate import can_simulate, simulate
 
     by_scheme: dict[str, Model] = {}
     sources = {}
     for target in targets:
         scheme = SIMULATED_SCHEMES.get(target.name)
-        if model.qat is None and scheme and calibration is not None and len(calibration) and supports(model, scheme):
+        if (
+            model.qat is None
+            and scheme
+            and calibration is not None
+            and len(calibration)
+            and can_simulate(model, scheme)
+        ):
             if scheme not in by_scheme:
                 started = time.perf_counter()
                 say(f"ptq: choosing {target.name}'s parameters in its simulator on {len(calibration)} images")
                 with working(f"ptq: {scheme} simulator"):
-                    by_scheme[scheme] = ptq(model, calibration, scheme, config)
+                    by_scheme[scheme] = simulate(model, calibration, scheme, config)
                 say(f"ptq: {scheme} parameters chosen ({time.perf_counter() - started:.1f} s)")
             sources[target] = by_scheme[scheme]
         else:

@@ -25,13 +25,13 @@ from .. import distributed
 from ..data import ImageDataset
 from ..errors import EdgeResNetError
 from ..evaluate import evaluate
+from ..loading import as_model, check_labels
 from ..model import Model
 from ..preprocess import Preprocess
 from ..training.config import Execution, TrainConfig
 from ..training.data import TrainBatches
 from ..training.loop import EpochRecord, fit
 from ..training.losses import FeatureDistiller, distillation_objective
-from .load import as_model, check_labels
 
 
 class DistillConfig(TrainConfig):

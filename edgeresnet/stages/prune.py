@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..data import ImageDataset, batches, sample_pixels
 from ..errors import ArchitectureError, DataError, EdgeResNetError
+from ..loading import as_model
 from ..model import Model
 from ..models.detect import ArchSpec, detect
 from ..models.plan import ChannelPlan
@@ -28,7 +29,6 @@ from ..pruning.search import fewest_blocks, fill_up, smallest_ratio, unreachable
 from ..pruning.select import Scope, choose, keep_counts, kept_fraction, removable_blocks
 from ..pruning.structure import Structure, prunable
 from ..pruning.surgery import cut
-from .load import as_model
 
 
 class LatencyProbe(BaseModel):

@@ -25,12 +25,12 @@ from torch import nn
 from .. import distributed
 from ..data import ImageDataset, normalize, sample_pixels
 from ..errors import EdgeResNetError
+from ..loading import as_model, check_labels
 from ..model import Model, QatState
 from ..training.config import Execution, TrainConfig
 from ..training.data import TrainBatches
 from ..training.loop import EpochRecord, fit
 from ..training.losses import distillation_objective
-from .load import as_model, check_labels
 
 Scheme = Literal["tflite", "openvino", "coreml"]
 # The scheme each int8 target needs, for `scheme: auto`.

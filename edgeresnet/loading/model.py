@@ -8,9 +8,9 @@ from torch import nn
 
 from ..data import ImageDataset
 from ..errors import DataError
-from ..loading import read_model
 from ..model import Model
 from ..preprocess import Preprocess
+from .checkpoint import read_model
 
 
 def load_model(
