@@ -10,11 +10,19 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[tflite,openvino,coreml,report,dev]"
 	touch $@
 
-.PHONY: install demo test fuzz
+.PHONY: install demo test fuzz check
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
 	$(BIN)/edgeresnet compress --target tflite-int8
+
+# The gates CI runs before the tests: lint, format, types, and the import contract (layers
+# point down; bench and report need no torch), all configured in pyproject.toml.
+check: $(BIN)/.installed
+	$(BIN)/ruff check edgeresnet
+	$(BIN)/ruff format --check edgeresnet
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # One worker per core (at most 4), each test file's tests in one worker so that its module
 # fixtures are built once: on 2 cores the suite took 13:21 instead of 18:01 in one process.

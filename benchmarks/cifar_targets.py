@@ -44,7 +44,7 @@ def simulated_w8a8(model: str, shared: Path) -> dict:
     import edgeresnet
     from edgeresnet.data import normalize, open_dataset
     from edgeresnet.evaluate import evaluate
-    from edgeresnet.export.coreml_w8a8 import quantize_w8a8
+    from edgeresnet.export.coreml.w8a8 import quantize_w8a8
     from edgeresnet.stages.ptq import calibrate
 
     fp32 = edgeresnet.load_model(shared / f"models/cifar/{model}_cifar10jpeg.pt")

@@ -78,8 +78,9 @@ def require(modules: tuple[str, ...], what: str, extra: str) -> None:
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def first_line(text: str, limit: int = 600) -> str:
-    """The first non-blank line of a tool's message, without terminal colours."""
+def first_line(text: object, limit: int = 600) -> str:
+    """The first non-blank line of a tool's message (or of an exception, as str() shows it), without
+    terminal colours."""
     lines = [_ANSI.sub("", line).strip() for line in str(text).splitlines()]
     lines = [line for line in lines if line]
     return lines[0][:limit] if lines else ""

@@ -8,8 +8,9 @@ from typing import Any
 
 from torch import nn
 
-from .model import Model
-from .models.detect import describe_layout, spec_of_model, structure_of
+from .models.detect import spec_of_model
+from .models.model import Model
+from .models.spec import describe_layout, structure_of
 from .models.summary import count_macs, count_params, stage_widths
 from .pruning.groups import frozen_spaces, residual_groups
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .model import Model
+from .models.model import Model
 from .models.plan import METADATA_KEY, PLAN_NAME
 
 WEIGHTS_NAME = "model.safetensors"

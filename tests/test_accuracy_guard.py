@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from edgeresnet.manifest import read_manifest
-from edgeresnet.pipeline import _failure
+from edgeresnet.pipeline.plan import failure_reason as _failure
 
 from helpers import run_cli
 

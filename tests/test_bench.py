@@ -161,7 +161,7 @@ def test_a_runtime_that_fails_fails_its_row_and_the_others_are_measured(run_dir,
 
 
 def test_report_says_per_device_which_file_is_fastest_and_why_int8_is_slower():
-    from edgeresnet.comparison import Row, verdicts
+    from edgeresnet.reporting.sources import Row, verdicts
 
     def row(run, device, target, p50, delta):
         return Row(run, device, target, 1000, 80.0 + delta, delta, 99.0, p50, p50 * 1.2, 1e3 / p50, 50.0)

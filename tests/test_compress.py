@@ -152,7 +152,7 @@ def test_export_runs_pytorch_once_for_all_targets_of_one_model(tmp_path, monkeyp
     """The reference logits every file is verified against: one PyTorch pass, however many targets."""
     from edgeresnet.data import sample_pixels
     from edgeresnet.export import export
-    from edgeresnet.model import Model
+    from edgeresnet.models.model import Model
 
     data = open_dataset(make_image_folder(tmp_path / "images", classes=("a", "b"), per_class=2))
     model = edgeresnet.load_model(edgeresnet.models.create("resnet8", num_classes=2).eval())

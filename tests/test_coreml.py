@@ -17,14 +17,15 @@ from torch import nn
 import edgeresnet
 from edgeresnet.data import normalize
 from edgeresnet.errors import ConversionError, EdgeResNetError, VerificationError
-from edgeresnet.export import coreml as coreml_export
-from edgeresnet.export import coreml_check
+from edgeresnet import backends
+from edgeresnet.export.coreml import check as coreml_check
+from edgeresnet.export.coreml import convert as coreml_export
 from edgeresnet.manifest import artifact_sha256
 from edgeresnet.models import create
 from edgeresnet.preprocess import Preprocess
 
 if importlib.util.find_spec("coremltools") is not None:
-    coreml_export.import_coremltools()  # without its TensorFlow probe: seconds faster
+    backends.import_coremltools()  # without its TensorFlow probe: seconds faster
 ct = pytest.importorskip("coremltools")
 
 LABELS = ("a", "b", "c")
@@ -256,7 +257,7 @@ def test_runner_reads_a_package_as_core_ml_would_on_macos(model, packages, monke
     from edgeresnet.runner.coreml import CoreMLModel
 
     path = packages["fp16", image_input]
-    with coreml_export._converter_quiet():
+    with backends.converter_quiet():
         spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
     fake = _TorchBackedMLModel(model, image_input)
     fake.get_spec = lambda: spec

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from edgeresnet.errors import EdgeResNetError
 from edgeresnet.manifest import read_manifest
-from edgeresnet.recipes import _config_classes, load_recipe
+from edgeresnet.recipes import load_recipe
+from edgeresnet.stages.registry import config_classes as _config_classes
 
 EXAMPLES = int(os.environ.get("EDGERESNET_FUZZ_EXAMPLES", "300"))
 CASES = settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import edgeresnet
-from edgeresnet.export.tflite_metadata import read_metadata
 from edgeresnet.manifest import read_manifest
 
 from helpers import make_image_folder, run_cli
+from tflite_metadata_reader import read_metadata
 
 transformers = pytest.importorskip("transformers")
 

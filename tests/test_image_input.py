@@ -12,12 +12,12 @@ import edgeresnet
 from edgeresnet.assets import DEMO_DATA, DEMO_MODEL
 from edgeresnet.data import normalize, open_dataset, sample_pixels
 from edgeresnet.export import ExportConfig
-from edgeresnet.export.tflite_metadata import read_metadata
 from edgeresnet.manifest import read_manifest
 from edgeresnet.preprocess import Preprocess
 from edgeresnet.runner.runtimes import open_artifact
 
 from helpers import make_image_folder, run_cli
+from tflite_metadata_reader import read_metadata
 
 TARGETS = ["onnx", "tflite-fp32", "tflite-int8", "openvino-fp32", "openvino-int8", "coreml-fp16"]
 

@@ -17,9 +17,11 @@ from torch import nn
 from edgeresnet.errors import ArchitectureError
 from edgeresnet.models import create, family_of, list_models
 from edgeresnet.models.cifar import PadShortcut
-from edgeresnet.models.detect import ArchSpec, apply_state_dict, detect, spec_of
+from edgeresnet.models.detect import detect, spec_of
 from edgeresnet.models.registry import parse
+from edgeresnet.models.spec import ArchSpec
 from edgeresnet.models.summary import count_macs, count_params, stage_widths
+from edgeresnet.models.weights import apply_state_dict
 from edgeresnet.pruning.groups import ChannelGroup, PadLink, residual_groups
 
 IMAGENET = [

@@ -11,14 +11,14 @@ from torch import nn
 
 import edgeresnet
 from edgeresnet.errors import EdgeResNetError
+from edgeresnet.loading import load_model
 from edgeresnet.models import create, list_models
-from edgeresnet.models.detect import ArchSpec
+from edgeresnet.models.spec import ArchSpec
 from edgeresnet.models.summary import count_macs, meta_copy
 from edgeresnet.pruning.importance import channel_scores, unit_scores
 from edgeresnet.pruning.select import choose, keep_counts, removable_blocks
 from edgeresnet.pruning.structure import analyse
 from edgeresnet.pruning.surgery import cut
-from edgeresnet.loading import load_model
 from edgeresnet.stages.prune import PruneConfig, prune
 
 RATIOS = (0.1, 0.37, 0.6, 0.9)

@@ -13,11 +13,10 @@ from torch import nn
 
 from edgeresnet.models import create, list_models
 from edgeresnet.models.cifar import CifarResNet, PadShortcut
-from edgeresnet.models.detect import ArchSpec
+from edgeresnet.models.spec import ArchSpec
 from edgeresnet.pruning.select import choose, keep_counts, removable_blocks
 from edgeresnet.pruning.structure import Segment, Space, Structure, analyse, first_channels
 from edgeresnet.pruning.surgery import cut
-
 
 # -- the reference: the name-based analysis this replaced, kept whole here --------------------
 # (a copy of edgeresnet/pruning/structure.py's analyse and the models/summary.py helpers it
@@ -539,7 +538,7 @@ def test_unknown_ops_freeze_and_are_named():
 def test_lambda_shortcut_is_frozen_and_prune_rebuilds_it():
     """Idelbayev's ResNet-20 writes option A as a lambda: its pad widths are constants, so its
     graph freezes the residual streams; prune rebuilds it as the zoo class (same outputs)."""
-    from edgeresnet.model import Model
+    from edgeresnet.models.model import Model
     from edgeresnet.preprocess import Preprocess
     from edgeresnet.stages.prune import PruneConfig, prune
 
@@ -572,7 +571,7 @@ def test_lambda_shortcut_is_frozen_and_prune_rebuilds_it():
 def test_prune_stage_takes_a_module_the_zoo_does_not_describe():
     """The prune stage cuts the module itself: an SE-ResNet (whose SE width has no batch norm to
     score under bn or taylor) and an ECA-ResNet (whose first stream it keeps whole, and says why)."""
-    from edgeresnet.model import Model
+    from edgeresnet.models.model import Model
     from edgeresnet.preprocess import Preprocess
     from edgeresnet.stages.prune import PruneConfig, prune
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeresnet.comparison import load_sources, size_bars
+from edgeresnet.reporting.plots import size_bars
+from edgeresnet.reporting.sources import load_sources
 
 from helpers import run_cli
 

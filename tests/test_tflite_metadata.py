@@ -21,7 +21,9 @@ litert = pytest.importorskip("ai_edge_litert.interpreter")
 import flatbuffers  # noqa: E402  (after the skips: it comes with TensorFlow)
 from flatbuffers.table import Table  # noqa: E402
 
-from edgeresnet.export.tflite_metadata import add_metadata, read_metadata  # noqa: E402
+from edgeresnet.export.tflite.metadata import add_metadata  # noqa: E402
+
+from tflite_metadata_reader import read_metadata  # noqa: E402
 
 LABELS = ["cat", "dog", "Ünïcødé 猫", "bird with space"]
 ARGS = dict(

@@ -1,7 +1,5 @@
 """The embedded demo: a trained ResNet-20 and 300 labelled CIFAR-10 images (see README.md here)."""
 
-from pathlib import Path
-
-ASSETS = Path(__file__).resolve().parent
-DEMO_MODEL = ASSETS / "resnet20_cifar10jpeg.pt"
-DEMO_DATA = ASSETS / "cifar10-samples.zip"
+from .demo import ASSETS as ASSETS
+from .demo import DEMO_DATA as DEMO_DATA
+from .demo import DEMO_MODEL as DEMO_MODEL

@@ -15,6 +15,9 @@ class Target:
     precision: str  # "fp32", "fp16", "int8" / "w8a8" (int8 weights and activations) or "int8w" (weights only)
     suffix: str  # file extension of the artifact
     description: str = ""  # one line for `edgeresnet targets`
+    # The quantization-aware training scheme (stages/qat.py, quantization/<scheme>.py) that
+    # simulates this target's int8 arithmetic; None for the targets no scheme simulates.
+    qat_scheme: str | None = None
 
     @property
     def needs_calibration(self) -> bool:
@@ -38,16 +41,35 @@ TARGETS: dict[str, Target] = {
         Target("onnx", "onnx", "fp32", ".onnx", "float32 ONNX, the intermediate every converter reads"),
         Target("tflite-fp32", "tflite", "fp32", ".tflite", "TFLite float32 (LiteRT, Android)"),
         Target("tflite-fp16", "tflite", "fp16", ".tflite", "TFLite with float16 weights"),
-        Target("tflite-int8", "tflite", "int8", ".tflite", "TFLite full integer: int8 weights and activations"),
+        Target(
+            "tflite-int8",
+            "tflite",
+            "int8",
+            ".tflite",
+            "TFLite full integer: int8 weights and activations",
+            qat_scheme="tflite",
+        ),
         Target("openvino-fp32", "openvino", "fp32", ".xml", "OpenVINO IR, float32 weights"),
         Target("openvino-fp16", "openvino", "fp16", ".xml", "OpenVINO IR, float16 weights"),
-        Target("openvino-int8", "openvino", "int8", ".xml", "OpenVINO IR, int8 weights and activations"),
+        Target(
+            "openvino-int8",
+            "openvino",
+            "int8",
+            ".xml",
+            "OpenVINO IR, int8 weights and activations",
+            qat_scheme="openvino",
+        ),
         Target("coreml-fp16", "coreml", "fp16", ".mlpackage", "Core ML program, float16 (iOS 15+)"),
         Target("coreml-int8w", "coreml", "int8w", ".mlpackage", "Core ML program, int8 weights (iOS 16+)"),
         Target(
-            "coreml-w8a8", "coreml", "w8a8", ".mlpackage", "Core ML program, int8 weights and activations (iOS 17+)"
+            "coreml-w8a8",
+            "coreml",
+            "w8a8",
+            ".mlpackage",
+            "Core ML program, int8 weights and activations (iOS 17+)",
+            qat_scheme="coreml",
         ),
-        # The ONNX a TensorRT engine is built from on the device (a Jetson): export/tensorrt.py.
+        # The ONNX a TensorRT engine is built from on the device (a Jetson): export/tensorrt/.
         Target("tensorrt-fp16", "tensorrt", "fp16", ".onnx", "ONNX for a float16 TensorRT engine, built on the device"),
         Target(
             "tensorrt-int8",
@@ -58,6 +80,9 @@ TARGETS: dict[str, Target] = {
         ),
     )
 }
+# The int8 target whose arithmetic each quantization-aware training scheme simulates, and back.
+QAT_TARGETS: dict[str, str] = {t.qat_scheme: t.name for t in TARGETS.values() if t.qat_scheme}
+TARGET_SCHEMES: dict[str, str] = {name: scheme for scheme, name in QAT_TARGETS.items()}
 
 
 def parse_targets(values: Iterable[str]) -> list[Target]:

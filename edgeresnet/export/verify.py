@@ -1,11 +1,17 @@
-"""Does the exported file do what the PyTorch model does? Checked at every export."""
+"""Does the exported file do what the PyTorch model does? Checked at every export.
+
+The bars each file is held to, the comparison itself, and ``run_here``: how every file
+whose runtime exists on this host is run and compared (each runtime's Exporter.verify).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import VerificationError
+from ..errors import ConversionError, VerificationError
 from ..manifest import Fidelity
+from ..runner.runtimes import open_artifact
+from .exporter import Check, Checked
 
 # Minimum top-1 agreement with PyTorch, percent, per precision. An int8 file with no simulator
 # of its runtime for this layout is compared with the float model, where a faithful conversion
@@ -111,3 +117,58 @@ def _agreement(
         reference=name,
     )
     return fidelity, float((~flips | near_ties).mean() * 100)
+
+
+def run_here(
+    check: Check, *, simulation_agreement: float = SIMULATION_AGREEMENT, runtime: str | None = None
+) -> Checked:
+    """Run the file next to PyTorch on this host and compare their answers.
+
+    The bar: the user's (``check.min_agreement``), else ``simulation_agreement`` for a file
+    checked against the simulator of its runtime's arithmetic, else the precision's.
+    ``runtime`` opens the file with another runtime than its suffix says (TensorRT's ONNX
+    runs in onnxruntime here).
+    """
+    minimum = (
+        check.min_agreement
+        if check.min_agreement is not None
+        else simulation_agreement
+        if check.against_simulation
+        else None
+    )
+    opened = open_artifact(check.path, check.threads, image_input=check.image_input, runtime=runtime)
+    inputs, outputs = opened.io_specs()
+    name, precision = check.path.name, check.target.precision
+    if not check.image_input:
+        answer = opened(check.tensors)
+        fidelity = check_fidelity(
+            check.logits, answer, precision, name=name, minimum=minimum, against=check.reference_name
+        )
+        return Checked(inputs, outputs, fidelity, None, answer)
+    check_pixel_input(inputs, name)
+    answer = opened(check.samples)
+    fidelity = check_fidelity(
+        softmax(check.logits),
+        answer,
+        precision,
+        name=name,
+        reference_logits=check.logits,
+        minimum=minimum,
+        against=check.reference_name,
+    )
+    return Checked(inputs, outputs, fidelity, None, answer)
+
+
+def check_pixel_input(spec: dict, name: str) -> None:
+    """An image input must take an app's pixels unchanged: uint8 and, if quantized, scale 1 and zero point 0."""
+    if spec["dtype"] != "uint8" or spec.get("scale") not in (None, 1.0) or spec.get("zero_point") not in (None, 0):
+        raise ConversionError(
+            f"{name}: its image input is {spec['dtype']} (scale {spec.get('scale')}, zero point "
+            f"{spec.get('zero_point')}), not raw uint8 pixels",
+            "please report this with the model",
+        )
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -83,7 +83,7 @@ def _from_huggingface(state_dict: Mapping[str, Tensor], config: Mapping[str, Any
                 name = new + name[match.end() :]
                 break
         renamed[name] = value
-    known = {}
+    known: dict[str, Any] = {}
     if config.get("downsample_in_bottleneck") and config.get("layer_type", "bottleneck") == "bottleneck":
         known["stride_in_1x1"] = True
     if config.get("downsample_in_first_stage"):

@@ -8,7 +8,7 @@ from torch import nn
 
 from ..data import ImageDataset
 from ..errors import DataError
-from ..model import Model
+from ..models.model import Model
 from ..preprocess import Preprocess
 from .checkpoint import read_model
 

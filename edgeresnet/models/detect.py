@@ -7,132 +7,24 @@ so a spec it returns always loads the weights.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import fields, replace
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from edgeresnet.errors import ArchitectureError
-from edgeresnet.models.cifar import CifarResNet
-from edgeresnet.models.general import GeneralResNet, Layout
+from edgeresnet.models.general import Layout
 from edgeresnet.models.registry import Family, create, defaults, list_models, parse
-from edgeresnet.models.resnet import BasicBlock, Bottleneck, ResNet
+from edgeresnet.models.spec import FAMILY_LAYOUT, ArchSpec, describe_layout
+from edgeresnet.models.weights import mismatch, shapes_only
 
 if TYPE_CHECKING:
     from edgeresnet.models.plan import ChannelPlan
 
 _BLOCK_KEY = re.compile(r"^layer(\d+)\.(\d+)\.")
-# (head, stem kernel, stages) of each family's layout.
-_LAYOUT = {"imagenet": ("fc", 7, 4), "cifar": ("linear", 3, 3)}
-# BatchNorm gained this buffer in PyTorch 0.4.1; older checkpoints (Idelbayev's among
-# them) lack it, and the model's own zero is the right value for them.
-_OPTIONAL_SUFFIX = ".num_batches_tracked"
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """A ResNet described by structure; ``name`` is its zoo name when it has one."""
-
-    family: Family
-    block: Literal["basic", "bottleneck"]
-    layers: tuple[int, ...]  # blocks per stage
-    width: int  # stem channels = first stage's planes (64 torchvision, 16 CIFAR)
-    groups: int  # of the bottleneck's 3x3 conv (ResNeXt: 32)
-    width_per_group: int  # torchvision's base_width (wide ResNets: 128)
-    shortcut: Literal["A", "B", "downsample"]  # CIFAR pad / CIFAR projection / torchvision
-    num_classes: int
-    name: str | None = None
-    plan: ChannelPlan | None = None  # a pruned model: the widths cut from this architecture
-    # A structure the zoo's two classes do not cover (another stem, attention, pre-activation,
-    # other widths or input channels): built as a GeneralResNet.
-    layout: Layout | None = None
-
-    def __post_init__(self) -> None:
-        stages = _LAYOUT[self.family][2]
-        if self.layout is None and len(self.layers) != stages:
-            raise ArchitectureError(f"a {self.family} ResNet has {stages} stages, got layers={self.layers}")
-
-    def build(self) -> nn.Module:
-        if self.plan is not None:  # the cut happens above this layer: edgeresnet.pruning.rebuild
-            raise ArchitectureError(f"{self} is pruned: build it with edgeresnet.pruning.rebuild(spec.plan)")
-        if self.layout is not None:
-            return GeneralResNet(self.layout)
-        if self.family == "cifar":
-            return CifarResNet(self.layers, self.num_classes, self.shortcut, self.width)
-        block = BasicBlock if self.block == "basic" else Bottleneck
-        return ResNet(block, list(self.layers), self.num_classes, self.groups, self.width_per_group, self.width)
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """For a zoo model, the options that differ from its defaults, so that
-        ``create(spec.name, **spec.options)`` rebuilds it; otherwise every field (as JSON
-        values: they are written into manifests and channel plans)."""
-        if self.name is None:
-            return {k: v for k, v in self.to_json().items() if k != "name"}
-        return {k: getattr(self, k) for k, v in defaults(self.name).items() if getattr(self, k) != v}
-
-    def to_json(self) -> dict[str, Any]:
-        """The fields (but the plan) as JSON values; ``from_json`` reads them back."""
-        return {
-            f.name: _jsonable(getattr(self, f.name))
-            for f in fields(self)
-            if f.name != "plan" and (f.name != "layout" or self.layout is not None)
-        }
-
-    @classmethod
-    def from_json(cls, values: Mapping[str, Any]) -> ArchSpec:
-        values = dict(values)
-        if values.get("layout") is not None:
-            values["layout"] = Layout(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in values["layout"].items()}
-            )
-        return cls(**{k: tuple(v) if k == "layers" else v for k, v in values.items()})
-
-    def __str__(self) -> str:
-        if self.plan is not None:
-            return f"{str(replace(self, plan=None))} pruned ({self.plan.summary})"
-        if self.layout is not None:
-            return describe_layout(self.layout)
-        options = self.options
-        if self.name is None:
-            return f"custom ResNet ({', '.join(f'{k}={getattr(self, k)}' for k in options)})"
-        return self.name + (":" + ",".join(f"{k}={v}" for k, v in options.items()) if options else "")
-
-
-# Initialisers a module's constructor may call. On the meta device they do nothing useful, and
-# the first normal_ there costs about 3 s (torch loads its reference decompositions).
-_INITIALISERS = (
-    "kaiming_normal_",
-    "kaiming_uniform_",
-    "normal_",
-    "uniform_",
-    "constant_",
-    "zeros_",
-    "ones_",
-    "trunc_normal_",
-    "xavier_normal_",
-    "xavier_uniform_",
-    "orthogonal_",
-)
-
-
-@contextlib.contextmanager
-def shapes_only():
-    """Build modules on the meta device, for their names and shapes only: no initialiser runs."""
-    saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
-    try:
-        for name in _INITIALISERS:
-            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
-        with torch.device("meta"):
-            yield
-    finally:
-        for name, function in saved.items():
-            setattr(nn.init, name, function)
 
 
 def detect(state_dict: Mapping[str, Tensor], **known: Any) -> ArchSpec:
@@ -200,33 +92,6 @@ def spec_with_plan(plan: ChannelPlan) -> ArchSpec:
     return replace(plan.base_spec(), plan=plan)
 
 
-def apply_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], name: str | None = None) -> None:
-    """Load every weight strictly, or say which keys do not fit ``name`` (the module's class
-    name by default)."""
-    own = module.state_dict()
-    problem = mismatch(own, state_dict)
-    if problem:
-        raise ArchitectureError(f"the weights do not fit {name or type(module).__name__}: {problem}")
-    module.load_state_dict({**own, **state_dict})
-
-
-def mismatch(expected: Mapping[str, Tensor], state_dict: Mapping[str, Tensor]) -> str | None:
-    """How ``state_dict`` differs from ``expected`` in keys and shapes; None when it fits."""
-    missing = [k for k in expected if k not in state_dict and not k.endswith(_OPTIONAL_SUFFIX)]
-    unexpected = [k for k in state_dict if k not in expected]
-    misshaped = [
-        f"{k} is {tuple(state_dict[k].shape)} in the weights, {tuple(expected[k].shape)} in the model"
-        for k in expected
-        if k in state_dict and state_dict[k].shape != expected[k].shape
-    ]
-    parts = [
-        f"{len(keys)} {label} key{'s' if len(keys) > 1 else ''} ({_first(keys)})"
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
-        if keys
-    ]
-    return "; ".join(parts) or None
-
-
 def _infer(state_dict: Mapping[str, Tensor]) -> ArchSpec:
     shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
     stem = shapes.get("conv1.weight", ())
@@ -236,7 +101,7 @@ def _infer(state_dict: Mapping[str, Tensor]) -> ArchSpec:
         raise _not_a_resnet("it has no conv1, layer1.0 and fc or linear weights")
 
     family: Family = "imagenet" if head == "fc" else "cifar"
-    if (head, stem[-1], len(layers)) != _LAYOUT[family]:
+    if (head, stem[-1], len(layers)) != FAMILY_LAYOUT[family]:
         raise _not_a_resnet(
             f"its {head} head, {stem[-1]}x{stem[-1]} stem and {len(layers)} stages match neither "
             "torchvision's layout (fc, 7x7, 4 stages) nor the CIFAR one (linear, 3x3, 3 stages)"
@@ -341,63 +206,6 @@ def infer_general(state_dict: Mapping[str, Tensor], **known: Any) -> ArchSpec:
     )
 
 
-def structure_of(spec: ArchSpec) -> dict[str, Any]:
-    """The structural facts a person checks against the network they trained (``inspect``)."""
-    layout = spec.layout
-    if layout is None:
-        imagenet = spec.family == "imagenet"
-        return {
-            "stem": "7x7" if imagenet else "3x3",
-            "stem_pool": imagenet,
-            "block": spec.block,
-            "preact": False,
-            "shortcut": "zero-pad" if spec.shortcut == "A" else "projection",
-            "attention": None,
-            "groups": spec.groups,
-            "in_chans": 3,
-            "stages": len(spec.layers),
-        }
-    return {
-        "stem": layout.stem,
-        "stem_pool": layout.stem_pool,
-        "block": "bottleneck" if layout.bottleneck else "basic",
-        "preact": layout.preact,
-        "shortcut": "avgpool-projection" if layout.down == "avg" else "projection",
-        "attention": layout.attention or None,
-        "groups": layout.groups,
-        "in_chans": layout.in_chans,
-        "stages": len(layout.layers),
-    }
-
-
-def describe_layout(layout: Layout) -> str:
-    """One line a person can check against the network they trained."""
-    stem = {"7x7": "7x7 stem", "3x3": "3x3 stem", "deep": "deep stem"}[layout.stem]
-    stem += " + max pool" if layout.stem_pool else " without max pool"
-    block = ("pre-activation " if layout.preact else "") + ("bottleneck" if layout.bottleneck else "basic")
-    if layout.groups > 1:
-        block += f" ({layout.groups} groups)"
-    parts = [
-        stem,
-        f"{block} blocks {list(layout.layers)}",
-        f"widths {[layout.block_out(s) for s in range(len(layout.layers))]}",
-    ]
-    if layout.down == "avg":
-        parts.append("avg-pool shortcuts")
-    if layout.attention:
-        parts.append({"se": "squeeze-excitation", "eca": "ECA"}[layout.attention])
-    if layout.in_chans != 3:
-        parts.append(f"{layout.in_chans}-channel input")
-    parts.append(f"{layout.num_classes} classes")
-    return "ResNet (" + ", ".join(parts) + ")"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Layout):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
-    return list(value) if isinstance(value, tuple) else value
-
-
 def _blocks_per_stage(shapes: Mapping[str, tuple[int, ...]]) -> tuple[int, ...]:
     """Blocks in layer1, layer2, ... ; empty when the stages are not numbered 1..N."""
     blocks: dict[int, int] = {}
@@ -440,7 +248,3 @@ def _not_a_resnet(reason: str) -> ArchitectureError:
         hint="if it is a ResNet in another layout, pass the nn.Module itself from Python "
         "(edgeresnet.load_model(module)) or save it with torch.export.save as a .pt2 file",
     )
-
-
-def _first(items: list[str], n: int = 3) -> str:
-    return ", ".join(items[:n]) + (f", ... {len(items) - n} more" if len(items) > n else "")

@@ -41,7 +41,7 @@ class ChannelPlan(BaseModel):
         return f"{factor:.2f}x fewer MACs" if factor else f"{len(self.widths)} spaces cut"
 
     def base_spec(self):
-        from .detect import ArchSpec
+        from .spec import ArchSpec
 
         if "module" in self.base:  # a module no layout describes: only its own class can be cut again
             raise ArchitectureError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import itertools
 import re
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -62,7 +63,9 @@ def _removed(block: nn.Module) -> bool:
 
 
 def _stages(module: nn.Module) -> list[tuple[str, nn.Sequential]]:
-    stages = [(n, c) for n, c in module.named_children() if re.fullmatch(r"layer\d+", n)]
+    # A layerN is a sequence of blocks in every ResNet layout (iterated and indexed by position);
+    # named_children types it as any Module.
+    stages = [(n, cast(nn.Sequential, c)) for n, c in module.named_children() if re.fullmatch(r"layer\d+", n)]
     if not stages:
         raise ArchitectureError(
             f"{type(module).__name__} has no layer1, layer2, ... stages",

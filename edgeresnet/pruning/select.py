@@ -61,7 +61,8 @@ def block_of(structure: Structure, segment: Segment) -> str | None:
 
 
 def removable_blocks(structure: Structure) -> list[str]:
-    return sorted({block_of(structure, s) for s in structure.segments if s.removable})
+    blocks = (block_of(structure, s) for s in structure.segments if s.removable)
+    return sorted({block for block in blocks if block is not None})  # a removable segment always has its block
 
 
 def choose(

@@ -12,9 +12,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..data import ImageDataset
-from ..errors import require
+from ..errors import DataError, require
 from ..evaluate import evaluate
-from ..model import Model
+from ..models.model import Model
 from .importance import Criterion, channel_scores, unit_scores
 from .select import allowed_counts, choose, nearest
 from .structure import prunable
@@ -60,9 +60,12 @@ def sensitivity(model: Model, data: ImageDataset, config: SensitivityConfig = Se
     sample = data.subset(config.images, seed=config.seed)
 
     def top1(candidate) -> float:
-        return evaluate(
+        accuracy = evaluate(
             model.replace(module=candidate.eval()).predictor(config.threads), sample, model.preprocess, progress=None
-        ).top1
+        )
+        if accuracy.top1 is None:  # the CLI checks for labels first; a caller from Python learns it here
+            raise DataError("sensitivity measures top-1, which needs labelled data", "pass a data set with labels")
+        return accuracy.top1
 
     full = {s.name: s.size for s in structure.segments}
     layers = []

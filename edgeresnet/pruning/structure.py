@@ -65,7 +65,8 @@ class Structure:
 def zoo_module(model) -> nn.Module:
     """The model as the class its weights fit (a zoo or general ResNet), with its weights:
     ``prunable``'s fallback for a user's module whose graph freezes spaces."""
-    from ..models.detect import apply_state_dict, detect
+    from ..models.detect import detect
+    from ..models.weights import apply_state_dict
 
     state = model.module.state_dict()
     if model.plan:
@@ -126,7 +127,7 @@ def _same_outputs(module: nn.Module, other: nn.Module, shape: tuple[int, ...]) -
         return False
 
 
-def _segments(spaces: dict[str, Space], links, removable: set[str]) -> tuple[Segment, ...]:
+def group_segments(spaces: dict[str, Space], links, removable: set[str]) -> tuple[Segment, ...]:
     """Group the units of ``spaces``: ``links`` are (source, target, offset) ties, source
     channel c being target channel offset + c (a zero-padding shortcut, a cat); a segment
     of one block's space is removable when the block is in ``removable``."""

@@ -92,7 +92,9 @@ def _sliced(layer: nn.Module, out_keep: list[int] | None, in_keep: list[int] | N
 def _sliced_norm(norm: nn.modules.batchnorm._BatchNorm, keep: list[int]) -> nn.Module:
     """BatchNorm1d or 2d, with or without affine weights and running statistics."""
     tensor = next((t for t in (norm.weight, norm.running_mean) if t is not None), torch.empty(0))
-    options = {"bias": False} if norm.affine and norm.bias is None else {}  # torch >= 2.13: weight without bias
+    options: dict[str, bool] = (
+        {"bias": False} if norm.affine and norm.bias is None else {}
+    )  # torch >= 2.13: weight without bias
     new = type(norm)(
         len(keep),
         eps=norm.eps,

@@ -22,7 +22,8 @@ NEVER = 1_000_000_000
 
 
 def prepare_for_training(net: nn.Module, calibration: Tensor, batch_size: int = 64) -> nn.Module:
-    from ..export.coreml import _converter_quiet, import_coremltools
+    from ..backends import converter_quiet as _converter_quiet
+    from ..backends import import_coremltools
 
     import_coremltools()
     from coremltools.optimize.torch.quantization import (
@@ -67,7 +68,7 @@ def freeze_batch_norm(module: nn.Module) -> None:
 
 def finish(module: nn.Module, like: nn.Module) -> tuple[nn.Module, nn.Module]:
     """(the finalized module, with quantize/dequantize pairs; the float network QAT started from)."""
-    from ..export.coreml import _converter_quiet
+    from ..backends import converter_quiet as _converter_quiet
 
     with _converter_quiet():
         finalized = module.coreml_quantizer.finalize(module, inplace=False).eval()

@@ -45,7 +45,7 @@ def prepare_for_training(net: nn.Module, calibration: Tensor, batch_size: int = 
 def _nncf_prepare(net: nn.Module, calibration: Tensor, batch_size: int) -> nn.Module:
     import nncf
 
-    from ..export.openvino import telemetry_declined
+    from ..backends import telemetry_declined
 
     load_nncf_kernels()
 

@@ -60,7 +60,7 @@ def simulates(qat: nn.Module) -> bool:
     return tflite.plain_layout(qat, gates=(tflite.QuantSqueezeExcite,))
 
 
-def stem_layers(qat: nn.Module) -> list[nn.Module]:
+def stem_layers(qat: tflite.QatResNet | tflite.QatGeneralResNet) -> list[nn.Module]:
     """The stem's convs, in order (one, or a deep stem's three)."""
     return list(qat.stem) if isinstance(qat.stem, nn.Sequential) else [qat.stem]
 
@@ -73,7 +73,7 @@ def check_covered(qat: nn.Module) -> None:
 # -- parameters, read from the simulator --------------------------------------------------
 
 
-def activation_range(q: ActivationQuantizer) -> tuple[np.float32, np.float32, float, int]:
+def activation_range(q: ActivationQuantizer) -> tuple[np.float32, np.float32, np.float32, int]:
     """(low, high, scale, zero point): the FakeQuantize range that holds exactly the simulator's grid."""
     scale, zero_point = q.qparams()
     s, z = np.float32(scale.item()), int(zero_point)
@@ -212,7 +212,7 @@ def to_openvino(qat: tflite.QatResNet, input_shape: tuple[int, ...]):
     if height * width != 1:
         x = b.fake_quantize(x, qat.pool)
     else:
-        # Over a 1x1 map the simulator's mean does not round (see tflite._global_mean), but the head
+        # Over a 1x1 map the simulator's mean does not round (see tflite_ops.global_mean), but the head
         # still needs a FakeQuantize in front: a float input makes the plugin's FullyConnected a
         # weight-compressed one that quantizes its input on the fly (logits one step off on half
         # the images). The values are on the last block's grid already, so this one changes nothing.

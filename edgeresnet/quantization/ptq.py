@@ -200,16 +200,16 @@ def _output_means(
 ) -> list[Tensor]:
     """Per module, the mean of its output over the batches, per channel; ``stop``: end each
     forward pass at the (single) module."""
-    sums: list[Tensor | None] = [None] * len(modules)
+    sums: dict[int, Tensor] = {}  # by the module's index, once it has seen a batch
 
     def record(index: int, module, args, output) -> None:
         y = output_of(module, args, output)
         mean = y.mean(dim=(0, 2, 3)) if y.ndim == 4 else y.mean(dim=0)
-        sums[index] = mean * len(y) if sums[index] is None else sums[index] + mean * len(y)
+        sums[index] = mean * len(y) if index not in sums else sums[index] + mean * len(y)
 
     hooked_passes(model, modules, batches, record, stop=stop)
     count = sum(len(batch) for batch in batches)
-    return [s / count for s in sums]
+    return [sums[index] / count for index in range(len(modules))]
 
 
 def hooked_passes(
@@ -238,7 +238,7 @@ def hooked_passes(
             handle.remove()
 
 
-def _simulated_output(layer: nn.Module, args, output) -> Tensor:
+def _simulated_output(layer: QuantConvBn | QuantLinear, args, output) -> Tensor:
     """A simulated layer's output before its ReLU and quantizer: recomputed from its input."""
     x = args[0]
     if isinstance(layer, QuantLinear):
@@ -248,7 +248,7 @@ def _simulated_output(layer: nn.Module, args, output) -> Tensor:
     return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
-def _float_module(net: nn.Module, layer: nn.Module) -> nn.Module:
+def _float_module(net: nn.Module, layer: QuantConvBn | QuantLinear) -> nn.Module:
     """The module of ``net`` whose output is the float counterpart of ``layer``'s."""
     if isinstance(layer, QuantLinear):
         return net.get_submodule(layer.name)

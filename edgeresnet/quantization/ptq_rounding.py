@@ -67,7 +67,7 @@ def _captured(model: nn.Module, module: nn.Module, batches: list[Tensor], output
     return torch.cat(seen)
 
 
-def _apply(layer: nn.Module, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+def _apply(layer: QuantConvBn | QuantLinear, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     if isinstance(layer, QuantLinear):
         return F.linear(x, weight, bias)
     conv = layer.conv
@@ -76,7 +76,7 @@ def _apply(layer: nn.Module, x: Tensor, weight: Tensor, bias: Tensor | None) -> 
 
 
 def _learn(
-    layer: nn.Module,
+    layer: QuantConvBn | QuantLinear,
     inputs: Tensor,
     target: Tensor,
     iterations: int,

@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..data import normalize
-from ..model import Model, QatState
+from ..models.model import Model, QatState
 
 # The int8 runtimes whose arithmetic ptq can simulate.
 Scheme = Literal["tflite", "openvino"]

@@ -184,6 +184,7 @@ def _shortcut(x: _Codes, shortcut: nn.Module, conv: _Requantized | None) -> _Cod
         s = shortcut.stride
         codes = F.pad(x.codes[:, :, ::s, ::s], (0, 0, 0, 0, shortcut.before, shortcut.after), value=x.zero_point)
         return _Codes(codes, x.scale, x.zero_point)
+    assert conv is not None  # a projection: the caller built its _Requantized
     return conv(x)
 
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..data import ImageDataset, batches, open_dataset
+from ..data import ImageDataset, batches
 from ..errors import EdgeResNetError, first_line
 from ..manifest import MANIFEST_NAME, Manifest, check_artifact, read_manifest
 from ..preprocess import Preprocess
@@ -151,60 +151,6 @@ def result_name(device: str) -> str:
     return f"bench-{safe}.json"
 
 
-def result_destination(report: BenchReport) -> tuple[Path, BenchReport]:
-    """Where ``report`` goes beside its run for `edgeresnet report`, and what is written there.
-
-    A run's bench of every file is written as it is. A bench of one file of it never drops the
-    others' rows: it replaces that file's row in the run's result when the two were measured
-    alike (same host CPU, settings and images), and otherwise goes beside the file instead.
-    """
-    source = Path(report.source)
-    run = run_directory(source)
-    destination = run / result_name(report.device)
-    if source.resolve() == run.resolve() or not destination.is_file():
-        return destination, report
-    try:
-        existing = BenchReport.model_validate_json(destination.read_text())
-    except ValueError:  # an older schema or a damaged file: the new result replaces it
-        return destination, report
-    alike = (
-        existing.config == report.config
-        and existing.data == report.data
-        and existing.host.get("cpu") == report.host.get("cpu")
-    )
-    if not alike:
-        artifact_dir = source if source.is_dir() else source.parent
-        return artifact_dir / result_name(report.device), report
-    measured = {row.target: row for row in report.results}
-    rows = [measured.pop(row.target, row) for row in existing.results] + list(measured.values())
-    return destination, existing.model_copy(update={"created": report.created, "results": rows})
-
-
-def default_data(path: Path, seed: int = 0) -> tuple[Path, int | None, bool] | None:
-    """The images the run at `path` was evaluated on, if its report.json names data that exist here:
-    (their path, the size of the seeded subset it used or None for all of them, whether the run
-    read them with labels: a run on the embedded samples without --data, or on one folder of
-    images for a many-class model, read them unlabelled).
-
-    A run evaluated on a subset (compress --limit) gets the same subset back: the
-    fingerprint decides, so that the manifest's baseline applies to what bench measures.
-    """
-    report = run_directory(path) / "report.json"
-    if not report.is_file():
-        return None
-    recorded = json.loads(report.read_text()).get("data", {})
-    source = Path(recorded.get("source", ""))
-    if not source.name or not source.exists():
-        return None
-    labelled = recorded.get("labelled", True)
-    data = open_dataset(source)
-    data = data if labelled else data.unlabelled()
-    samples = recorded.get("samples")
-    if samples and samples < len(data) and data.subset(samples, seed).fingerprint() == recorded.get("fingerprint"):
-        return source, samples, labelled
-    return source, None, labelled
-
-
 def bench(
     path: Path,
     data: ImageDataset | None = None,
@@ -218,11 +164,12 @@ def bench(
     artifacts = find_artifacts(path)
     if config.threads is None:
         config = config.model_copy(update={"threads": os.cpu_count() or 1})
+    sample: ImageDataset | None = None
     if data is not None:
         data = _as_labelled(data, config, artifacts, progress)
-    sample = data.subset(config.limit, config.seed) if data is not None else None
-    if sample is not None and len(sample) == 0:
-        raise EdgeResNetError(f"no images in {data.source}", "pass a data set with images")
+        sample = data.subset(config.limit, config.seed)
+        if len(sample) == 0:
+            raise EdgeResNetError(f"no images in {data.source}", "pass a data set with images")
     results = []
     with tempfile.TemporaryDirectory(prefix="edgeresnet-bench-") as tmp:
         prepared: dict[str, tuple[Path, Path | None, bool]] = {}

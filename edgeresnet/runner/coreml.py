@@ -46,6 +46,7 @@ class CoreMLModel(Runtime):
         self.batch = 1
 
     def invoke(self, raw_input: np.ndarray) -> np.ndarray:
+        feed: object  # what predict takes: a PIL image for an image input, else the array
         if self.is_image:
             from PIL import Image
 
@@ -60,8 +61,8 @@ class CoreMLModel(Runtime):
         return np.asarray(scores, dtype=np.float32).reshape(1, -1)
 
     def io_specs(self) -> tuple[dict, dict]:
-        size = self.input_feature.type.imageType if self.is_image else None
         if self.is_image:
+            size = self.input_feature.type.imageType
             inputs = tensor_spec(self.input_feature.name, [1, size.height, size.width, 3], "uint8", "NHWC")
         else:
             shape = list(self.input_feature.type.multiArrayType.shape)

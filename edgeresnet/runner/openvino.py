@@ -19,7 +19,7 @@ class OpenVINOModel(Runtime):
             raise EdgeResNetError(
                 f"OpenVINO device {device} is not available here", f"choose one of: {', '.join(core.available_devices)}"
             )
-        config = {"PERFORMANCE_HINT": "LATENCY"}
+        config: dict[str, str | int] = {"PERFORMANCE_HINT": "LATENCY"}
         if device == "CPU":
             # Pinned to f32: on CPUs with AVX512-BF16 or AMX the CPU plugin otherwise runs f32
             # and f16 models in bfloat16 (8-bit mantissa), silently, and the file would be

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import EdgeResNetError
 from ..manifest import MANIFEST_NAME, read_manifest
+
+if TYPE_CHECKING:
+    from .base import Runtime
 
 # A file without a manifest opens in the runtime its suffix names.
 SUFFIX_RUNTIMES = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino", ".mlpackage": "coreml"}
@@ -33,6 +37,7 @@ def open_artifact(
         raise EdgeResNetError(f"artifact not found: {path}", "check the path, or run `edgeresnet compress` first")
     manifest = _manifest_of(path)
     runtime = runtime or (manifest.runtime if manifest else SUFFIX_RUNTIMES.get(path.suffix))
+    opened: Runtime
     if runtime == "tflite":
         from .tflite import TFLiteModel
 

@@ -191,6 +191,8 @@ class _Cuda:
     def malloc(self, size: int) -> int:
         pointer = ctypes.c_void_p()
         self._check(self.lib.cudaMalloc(ctypes.byref(pointer), ctypes.c_size_t(size)), "cudaMalloc")
+        if pointer.value is None:  # success with no memory: a size of 0
+            raise EdgeResNetError(f"CUDA cudaMalloc of {size} bytes returned no memory")
         return int(pointer.value)
 
     def free(self, pointer: int) -> None:

@@ -26,7 +26,7 @@ from ..data import ImageDataset
 from ..errors import EdgeResNetError
 from ..evaluate import evaluate
 from ..loading import as_model, check_labels
-from ..model import Model
+from ..models.model import Model
 from ..preprocess import Preprocess
 from ..training.config import Execution, TrainConfig
 from ..training.data import TrainBatches

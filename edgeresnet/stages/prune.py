@@ -20,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..data import ImageDataset, batches, sample_pixels
 from ..errors import ArchitectureError, DataError, EdgeResNetError
 from ..loading import as_model
-from ..model import Model
-from ..models.detect import ArchSpec, detect
+from ..models.detect import detect
+from ..models.model import Model
 from ..models.plan import ChannelPlan
+from ..models.spec import ArchSpec
 from ..models.summary import count_macs, count_params, meta_copy
 from ..pruning.importance import Criterion, block_scores, channel_scores, unit_scores
 from ..pruning.search import fewest_blocks, fill_up, smallest_ratio, unreachable

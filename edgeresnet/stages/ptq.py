@@ -20,7 +20,7 @@ import numpy as np
 
 from ..data import ImageDataset, sample_pixels
 from ..errors import DataError
-from ..model import Model
+from ..models.model import Model
 from ..quantization.simulate import PtqConfig, Scheme, can_simulate, simulate
 
 __all__ = ["Calibration", "PtqConfig", "calibrate", "ptq", "supports"]

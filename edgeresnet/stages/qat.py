@@ -26,15 +26,14 @@ from .. import distributed
 from ..data import ImageDataset, normalize, sample_pixels
 from ..errors import EdgeResNetError
 from ..loading import as_model, check_labels
-from ..model import Model, QatState
+from ..models.model import Model, QatState
 from ..training.config import Execution, TrainConfig
 from ..training.data import TrainBatches
 from ..training.loop import EpochRecord, fit
 from ..training.losses import distillation_objective
 
 Scheme = Literal["tflite", "openvino", "coreml"]
-# The scheme each int8 target needs, for `scheme: auto`.
-TARGET_SCHEMES = {"tflite-int8": "tflite", "openvino-int8": "openvino", "coreml-w8a8": "coreml"}
+# The scheme each int8 target needs, for `scheme: auto`: export.targets.TARGET_SCHEMES (Target.qat_scheme).
 
 
 class QatConfig(TrainConfig):

@@ -71,7 +71,8 @@ def crop_flip(
     padded batch is computed per image, with the column order reversed for flipped ones.
     """
     n, _, height, width = x.shape
-    part, total = (slice(0, n), n) if part is None else (part, total)
+    total = _draws(x, part, total)
+    part = slice(0, n) if part is None else part
     pad = max(1, min(height, width) // 8) if pad is None else pad
     padded = F.pad(x, (pad, pad, pad, pad))
     top = torch.randint(0, 2 * pad + 1, (total,), generator=generator)[part]
@@ -90,9 +91,18 @@ def random_flip(
     x: torch.Tensor, generator: torch.Generator, part: slice | None = None, total: int | None = None
 ) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2."""
-    flip = torch.rand(len(x) if part is None else total, generator=generator) < 0.5
+    flip = torch.rand(_draws(x, part, total), generator=generator) < 0.5
     flip = flip if part is None else flip[part]
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def _draws(x: torch.Tensor, part: slice | None, total: int | None) -> int:
+    """How many images to draw for: all of ``x``, or the ``total`` of the batch ``x`` is ``part`` of."""
+    if part is None:
+        return len(x)
+    if total is None:
+        raise ValueError("augmenting a part of a batch needs the batch's total")
+    return total
 
 
 def crop_box(height: int, width: int, generator: torch.Generator) -> tuple[int, int, int, int]:

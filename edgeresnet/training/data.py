@@ -27,7 +27,8 @@ import torch
 from PIL import Image
 
 from .. import distributed
-from ..data import ImageDataset, _prepare_pil, batches, normalize
+from ..data import ImageDataset, batches, normalize
+from ..data.transforms import prepare_pil as _prepare_pil
 from ..errors import DataError, EdgeResNetError
 from ..preprocess import Preprocess
 from .augment import LARGE_INPUT, augment, crop_box, resolve
@@ -102,6 +103,7 @@ class TrainBatches:
                 index = order[step * self.batch_size : (step + 1) * self.batch_size]
                 mine = index[self.part]
                 if pool is None:
+                    assert self._pixels is not None  # no pool: the images were decoded up front
                     inputs = augment(
                         torch.from_numpy(normalize(self._pixels[mine.numpy()], self.spec)),
                         self.mode,

@@ -241,7 +241,9 @@ def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float
 def _optimizer(config: TrainConfig, modules: Sequence[nn.Module]) -> torch.optim.Optimizer:
     """SGD (Nesterov) or AdamW, without weight decay on batch-norm weights and biases: decay
     would pull the norms' scales toward zero, which is not regularisation but damage."""
-    decay, no_decay, seen = [], [], set()
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
     for module in modules:
         for parameter in module.parameters():
             if parameter.requires_grad and id(parameter) not in seen:

@@ -1,0 +1,1 @@
+"""`edgeresnet report`: several runs, and the devices they were benchmarked on, side by side."""
