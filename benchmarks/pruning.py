@@ -48,7 +48,8 @@ def main() -> None:
     import edgeresnet
     from edgeresnet.data import normalize, open_dataset, sample_pixels
     from edgeresnet.export import ExportConfig, parse_targets
-    from edgeresnet.pipeline.run import CompressOptions, compress
+    from edgeresnet.pipeline.api import compress
+    from edgeresnet.pipeline.run import CompressOptions
     from edgeresnet.runner.runtimes import open_artifact
     from edgeresnet.runner.timing import measure_latency
     from edgeresnet.stages.ptq import PtqConfig

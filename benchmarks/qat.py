@@ -40,7 +40,7 @@ def main() -> None:
     import edgeresnet
     from edgeresnet.data import open_dataset
     from edgeresnet.export import parse_targets
-    from edgeresnet.pipeline.run import compress
+    from edgeresnet.pipeline.api import compress
     from edgeresnet.recipes import load_recipe
 
     data = args.shared / "datasets" / "cifar10-jpeg"

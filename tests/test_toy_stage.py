@@ -46,9 +46,9 @@ def test_a_registered_stage_runs_from_a_recipe(toy_stage, tmp_path):
         edgeresnet.compress(recipe=recipe, overrides=["scale-bias.scale=high"], limit=20, out=tmp_path / "bad")
     report = edgeresnet.compress(recipe=recipe, limit=20, out=tmp_path / "run", options={"threads": 2})
     assert [record.stage for record in report.stages] == ["input", "scale-bias", "prune"]
-    assert (tmp_path / "run" / "stages" / "00-scale-bias" / "model.safetensors").is_file()
-    saved = edgeresnet.load(tmp_path / "run" / "stages" / "00-scale-bias" / "model.safetensors")
+    assert (tmp_path / "run" / "stages" / "01-scale-bias" / "model.safetensors").is_file()
+    saved = edgeresnet.load(tmp_path / "run" / "stages" / "01-scale-bias" / "model.safetensors")
     assert float(saved.linear.bias.abs().sum()) == 0.0  # what the stage produced is what the next stage took
     assert "scale: 0.0" in (tmp_path / "run" / "recipe.yaml").read_text()
     [onnx] = [row for row in report.results if row.target == "onnx"]
-    assert onnx.agreement == 100.0
+    assert onnx.source == "prune" and onnx.source_agreement == 100.0  # the file is the last stage's model

@@ -260,7 +260,7 @@ def test_commands_that_measure_accuracy_only_need_labels(tiny):
 
 
 def test_the_pipeline_api_takes_no_data(tiny, tmp_path):
-    from edgeresnet.pipeline.run import compress
+    from edgeresnet.pipeline.api import compress
 
     with pytest.raises(EdgeResNetError, match="tflite-int8 needs calibration images"):
         compress(tiny / "resnet8.pt", None, "tflite-int8", tmp_path / "run")
