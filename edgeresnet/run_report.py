@@ -119,7 +119,8 @@ def stages_table(records: list[StageRecord]):
         if record.top1 is None:
             top1, delta = NO_LABELS, "" if record is first else NO_LABELS
         else:
-            top1, delta = f"{record.top1:.2f}%", "" if record is first else f"{record.top1 - first.top1:+.2f}"
+            top1 = f"{record.top1:.2f}%"
+            delta = "" if record is first or first.top1 is None else f"{record.top1 - first.top1:+.2f}"
         table.add_row(
             record.stage,
             top1,
@@ -145,7 +146,8 @@ def plot_stages(records: list[StageRecord], rows: list[ResultRow], path) -> bool
 
     measured = [row for row in rows if row.top1 is not None and row.file is not None]
     names = [r.stage for r in records] + [row.target for row in measured]
-    values = [r.top1 for r in records] + [row.top1 for row in measured]
+    # Every record has a top-1 when the input's has (labelled data), and measured rows were chosen for one.
+    values = [r.top1 or 0.0 for r in records] + [row.top1 or 0.0 for row in measured]
     figure, axis = plt.subplots(figsize=(max(6, 0.9 * len(names)), 4))
     colours = ["tab:blue"] * len(records) + ["tab:orange"] * len(measured)
     bars = axis.bar(range(len(names)), values, color=colours)
@@ -164,10 +166,12 @@ def plot_stages(records: list[StageRecord], rows: list[ResultRow], path) -> bool
 
 
 def human_size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
+    value = float(size)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
 
 
 def bench_table(report):

@@ -68,7 +68,8 @@ def model_and_data(
     if model is None:
         model = DEMO_MODEL
         data = data or DEMO_DATA
-        log(f"no MODEL given: using the embedded demo ResNet-20 and {Path(data).name}")
+        named = data.source if isinstance(data, ImageDataset) else data
+        log(f"no MODEL given: using the embedded demo ResNet-20 and {Path(named).name}")
     if data is None and need_data:
         raise EdgeResNetError(
             "no evaluation data given", "pass --data with an ImageFolder directory, a .zip of one, or an .npz"

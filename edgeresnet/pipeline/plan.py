@@ -4,6 +4,7 @@ for which int8 runtimes, on which data, and the accuracy the files are held to."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -12,7 +13,10 @@ from ..errors import EdgeResNetError
 from ..export import Target
 from ..export.targets import TARGET_SCHEMES
 from ..recipes import Recipe
+from ..stages.distill import DistillConfig
+from ..stages.prune import PruneConfig
 from ..stages.ptq import PtqConfig
+from ..stages.qat import QatConfig
 from ..stages.registry import STAGES
 
 
@@ -37,7 +41,7 @@ def check_plan(recipe: Recipe | None, targets: list[Target], train_data: ImageDa
                 f"recipe {recipe.name} trains for int8 (qat) but no int8 target is asked for",
                 "add an int8 --target such as tflite-int8, or use a recipe without qat",
             )
-        scheme = qat.config.scheme
+        scheme = cast(QatConfig, qat.config).scheme
         if scheme != "auto" and any(w != scheme for w in wanted):
             other = next(t.name for t in targets if TARGET_SCHEMES.get(t.name, scheme) != scheme)
             raise EdgeResNetError(
@@ -52,7 +56,7 @@ def check_plan(recipe: Recipe | None, targets: list[Target], train_data: ImageDa
             "pass --train-data with an ImageFolder, .zip or .npz (not the evaluation data; unlabelled "
             "images only with alpha 1)",
         )
-    return Plan(stages=stages, schemes=schemes, calibration=ptq.config if ptq else None)
+    return Plan(stages=stages, schemes=schemes, calibration=cast(PtqConfig, ptq.config) if ptq else None)
 
 
 def accuracy_limit(asked: float | None, recipe: Recipe | None, data: ImageDataset, log) -> float | None:
@@ -81,8 +85,7 @@ def accuracy_limit(asked: float | None, recipe: Recipe | None, data: ImageDatase
 def learns_from_labels(recipe: Recipe | None) -> bool:
     """Whether a stage of ``recipe`` reads --train-data's labels (when it has any)."""
     return recipe is not None and any(
-        STAGES[stage.name].trains or (stage.name == "prune" and stage.config.importance == "taylor")
-        for stage in recipe.stages
+        STAGES[stage.name].trains or _taylor_pruning(stage.config) for stage in recipe.stages
     )
 
 
@@ -93,14 +96,14 @@ def check_unlabelled_training(recipe: Recipe | None, train_data: ImageDataset | 
         return
     hint = "pass --train-data with labels (root/<class>/<image>)"
     for stage in recipe.stages:
-        if stage.name in ("distill", "qat") and stage.config.alpha < 1:
+        if isinstance(stage.config, DistillConfig | QatConfig) and stage.config.alpha < 1:
             alpha = stage.config.alpha
             raise EdgeResNetError(
                 f"{stage.name} weighs the labels by {1 - alpha:g} (alpha {alpha:g}), and {train_data.source} has no "
                 f"labels",
                 f"{hint}, or learn from the teacher alone with -o {stage.name}.alpha=1",
             )
-        if stage.name == "prune" and stage.config.importance == "taylor":
+        if _taylor_pruning(stage.config):
             raise EdgeResNetError(
                 f"prune's taylor importance needs labels, and {train_data.source} has none",
                 f"{hint}, or set -o prune.importance=l1 (or l2, bn)",
@@ -115,3 +118,8 @@ def failure_reason(target: str, delta_top1: float | None, limit: float | None) -
         f"{target} lost {-delta_top1:.2f} points of top-1 against the input model, more than the "
         f"{limit:g} --max-accuracy-drop allows"
     )
+
+
+def _taylor_pruning(config: BaseModel) -> bool:
+    """Whether a stage's settings are pruning's by first-order Taylor importance, which reads labels."""
+    return isinstance(config, PruneConfig) and config.importance == "taylor"

@@ -88,7 +88,7 @@ def artifact_row(
         normalized=not runtime.image_input,
     )
     update["accuracy"] = accuracy_spec(accuracy, fingerprint)
-    delta = round(accuracy.top1 - baseline.top1, 4) if accuracy.labelled and baseline.labelled else None
+    delta = round(accuracy.top1 - baseline.top1, 4) if accuracy.top1 is not None and baseline.top1 is not None else None
     update["failed"] = failure_reason(artifact.target.name, delta, limit)
     write_manifest(artifact.manifest.model_copy(update=update), artifact.directory)
     raw = runtime.to_raw(pixels if runtime.image_input else normalize(pixels, spec))

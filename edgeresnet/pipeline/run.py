@@ -103,10 +103,13 @@ def run_compress(
     ``max_accuracy_drop`` is then an error, the recipe's default is skipped with a message.
     """
     model = as_model(model)
-    if isinstance(targets, str) or (targets and isinstance(targets[0], str)):
-        targets = parse_targets([targets] if isinstance(targets, str) else list(targets))
+    target_list: list[Target] = (
+        parse_targets([targets] if isinstance(targets, str) else [str(t) for t in targets])
+        if isinstance(targets, str) or (targets and isinstance(targets[0], str))
+        else list(targets)
+    )
     if data is None:
-        check_calibration_source(targets, train_data is not None)
+        check_calibration_source(target_list, train_data is not None)
         data = embedded_samples(log)
     data = data if isinstance(data, ImageDataset) else open_dataset(data)
     out = Path(out)
@@ -114,7 +117,7 @@ def run_compress(
     if train_data is not None and learns_from_labels(recipe):  # calibration alone reads no labels
         train_data = fit_labels(model.num_classes, train_data, log)
     model = model.replace(labels=model.labels or data.classes or None)
-    plan = check_plan(recipe, targets, train_data)  # a wrong combination fails before any work
+    plan = check_plan(recipe, target_list, train_data)  # a wrong combination fails before any work
     check_unlabelled_training(recipe, train_data)
     max_accuracy_drop = accuracy_limit(max_accuracy_drop, recipe, data, log)
     distributed.check_device(execution.device)
@@ -131,7 +134,7 @@ def run_compress(
         return _lead(
             model,
             data,
-            targets,
+            target_list,
             Path(out),
             recipe,
             train_data,

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from pydantic import BaseModel
@@ -92,7 +93,7 @@ class StageRunner:
         self._chain: list[Source] = []  # the float models, input first
         self._qat: dict[str, Source] = {}  # per int8 scheme
         self._numbered = 1  # stage directories are numbered in order; the input model is 00
-        if self.main:
+        if self.main and identity is not None:  # a follower has none: rank 0 checks it
             _check_identity(run / IDENTITY_NAME, identity)
 
     @classmethod
@@ -125,6 +126,8 @@ class StageRunner:
         if spec is None:
             raise EdgeResNetError(f"unknown stage {name!r}", f"use {', '.join(STAGES)}")
         if name == "qat":
+            if train is None:
+                raise EdgeResNetError("qat trains and needs training images", "pass --train-data")
             for scheme in schemes:
                 self._trained_qat(scheme, config, current, teacher, train)
             return current
@@ -168,14 +171,15 @@ class StageRunner:
         start = time.perf_counter()
         produced = produce(directory) if not finished and (trains or self.main) else None
         model = self._kept(name, before, directory, produced, start) if self.main else None
-        return distributed.share(lambda: model)
+        shared = cast(Model, distributed.share(lambda: model))  # rank 0's, on every process
+        return shared
 
     def _kept(self, name: str, before: Model, directory: Path, produced, start: float) -> Model:
         """Rank 0's side of a saved stage: the model loaded, or the one produced evaluated and saved."""
         metrics = directory / METRICS_NAME
         if produced is None:
             module, spec = load_with_spec(directory / WEIGHTS_NAME)
-            model = before.replace(module=module, plan=spec.plan)
+            model = before.replace(module=module, plan=spec.plan if spec is not None else None)
             record = StageRecord(**json.loads(metrics.read_text()))
             self.log(f"{name}: finished in the interrupted run; loaded from {directory}")
             predictions = np.load(directory / PREDICTIONS_NAME)
@@ -192,6 +196,7 @@ class StageRunner:
         return model
 
     def _trained_qat(self, scheme: str, config, current: Model, teacher: Model, train: ImageDataset) -> None:
+        from ..stages.qat import Scheme as QatScheme
         from ..stages.qat import qat
 
         name = f"qat-{scheme}"
@@ -201,7 +206,7 @@ class StageRunner:
             current,
             config,
             train,
-            scheme=scheme,
+            scheme=cast(QatScheme, scheme),
             teacher=teacher,
             checkpoint_dir=directory / "checkpoints",
             log=self.log,
@@ -220,6 +225,7 @@ class StageRunner:
         self.records.append(record)
 
     def _evaluate(self, model: Model, description: str) -> Accuracy:
+        assert self.data is not None, "only rank 0 evaluates, and it has the data"
         return evaluate(
             model.predictor(self.threads), self.data, model.preprocess, batch_size=self.batch_size, progress=description
         )

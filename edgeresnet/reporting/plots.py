@@ -3,7 +3,9 @@ latency distribution, one colour per target and one marker per run."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 from .sources import Row
 
@@ -18,11 +20,16 @@ def plots(rows: list[Row], out: Path) -> list[Path]:
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
     from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
     # One colour per target, one marker per run and device: both stay readable with many of each.
     targets = sorted({row.target for row in rows})
-    palette = [*plt.cm.tab10.colors, *plt.cm.Dark2.colors]  # distinct hues first; tab20's pairs look alike
+    # Distinct hues first; tab20's pairs look alike.
+    palette = [
+        *cast(Sequence, cast(ListedColormap, plt.cm.tab10).colors),
+        *cast(Sequence, cast(ListedColormap, plt.cm.Dark2).colors),
+    ]
     colours = {target: palette[i % len(palette)] for i, target in enumerate(targets)}
     labels = sorted({row.label for row in rows})
     markers = {label: "osD^vP*Xh<>"[i % 11] for i, label in enumerate(labels)}
@@ -30,9 +37,10 @@ def plots(rows: list[Row], out: Path) -> list[Path]:
 
     figure, axes = plt.subplots(figsize=(9, 5.5))
     points = [row for row in rows if row.p50_ms is not None and row.top1 is not None]
+    latencies = [row.p50_ms for row in points if row.p50_ms is not None]
     for row in points:
-        axes.scatter(row.p50_ms, row.top1, color=colours[row.target], marker=markers[row.label], s=40)
-    spread = max(r.p50_ms for r in points) / min(r.p50_ms for r in points) if points else 1.0
+        axes.scatter(row.p50_ms or 0.0, row.top1 or 0.0, color=colours[row.target], marker=markers[row.label], s=40)
+    spread = max(latencies) / min(latencies) if latencies else 1.0
     if spread > 10:  # PyTorch eager and int8 files an order of magnitude apart: log scale, plain labels
         axes.set_xscale("log")
         axes.xaxis.set_major_formatter(FormatStrFormatter("%g"))

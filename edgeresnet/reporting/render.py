@@ -4,6 +4,7 @@ was measured, and the per-device notes."""
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import EdgeResNetError
@@ -52,7 +53,7 @@ def measured_on(sources: list[Source]) -> list[str]:
     return lines
 
 
-def to_html(rows: list[Row], title: str, notes: list[str] = (), sources: list[Source] = ()) -> str:
+def to_html(rows: list[Row], title: str, notes: Sequence[str] = (), sources: Sequence[Source] = ()) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(row)) + "</tr>"
@@ -73,7 +74,7 @@ def to_html(rows: list[Row], title: str, notes: list[str] = (), sources: list[So
 
 
 def write_comparison(
-    run_dirs: list[Path], rows: list[Row], out: Path, notes: list[str] = (), sources: list[Source] = ()
+    run_dirs: Sequence[Path], rows: list[Row], out: Path, notes: Sequence[str] = (), sources: Sequence[Source] = ()
 ) -> list[Path]:
     """Write the tables and plots of `rows` (load_sources(run_dirs)), `notes` (``verdicts``) and where
     each result was measured (``sources``) into `out`."""

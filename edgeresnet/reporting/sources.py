@@ -149,7 +149,7 @@ def verdicts(rows: list[Row], hosts: dict[tuple[str, str], dict], max_drop: floa
         files = [r for r in rows if r.device == device and r.p50_ms is not None and not r.target.startswith("pytorch")]
         within = [r for r in files if r.delta_top1 is not None and r.delta_top1 >= -max_drop]
         if within:
-            best = min(within, key=lambda r: r.p50_ms)
+            best = min(within, key=lambda r: r.p50_ms or 0.0)  # every file here has a p50
             lines.append(
                 f"{device}: fastest within {max_drop:g} point(s) of FP32: {best.target} of {best.run} "
                 f"({best.p50_ms:.3f} ms p50, {best.delta_top1:+.2f} top-1)"

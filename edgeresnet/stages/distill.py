@@ -23,7 +23,7 @@ from torch import nn
 
 from .. import distributed
 from ..data import ImageDataset
-from ..errors import EdgeResNetError
+from ..errors import DataError, EdgeResNetError
 from ..evaluate import evaluate
 from ..loading import as_model, check_labels
 from ..models.model import Model
@@ -128,4 +128,7 @@ def _top1(data: ImageDataset, spec: Preprocess, module: nn.Module) -> float:
         with torch.no_grad():
             return module(torch.from_numpy(batch)).numpy()
 
-    return evaluate(predict, data, spec, progress=None).top1
+    top1 = evaluate(predict, data, spec, progress=None).top1
+    if top1 is None:
+        raise DataError(f"validation measures top-1, and {data.source} has no labels", "pass labelled validation data")
+    return top1

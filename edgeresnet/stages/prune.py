@@ -11,6 +11,7 @@ Recovering the accuracy pruning costs is the distill stage's job.
 from __future__ import annotations
 
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -281,7 +282,7 @@ def _taylor_batches(model: Model, config: PruneConfig, data: ImageDataset | None
     return ((torch.tensor(x), torch.tensor(y).long()) for x, y in batches(sample, model.preprocess, config.batch_size))
 
 
-def _measure(models: list[Model], data: ImageDataset, probe: LatencyProbe) -> list[float]:
+def _measure(models: list[Model], data: ImageDataset | None, probe: LatencyProbe) -> list[float]:
     """p50 latency in ms of each model exported to the probe's target, timed by the runner.
 
     The files are timed in alternating rounds and each gets the median of its rounds: on a
@@ -294,6 +295,8 @@ def _measure(models: list[Model], data: ImageDataset, probe: LatencyProbe) -> li
     from ..runner.runtimes import open_artifact
     from ..runner.timing import measure_latency
 
+    if data is None:  # prune() says so before any work; the probe cannot run without images either
+        raise DataError("a latency target needs data to calibrate and verify the measured artifacts", "pass --data")
     target = parse_targets([probe.target])
     pixels = sample_pixels(data, models[0].preprocess, min(256, len(data)), seed=0)
     with tempfile.TemporaryDirectory(prefix="edgeresnet-probe-") as tmp:
@@ -318,9 +321,7 @@ def _measure(models: list[Model], data: ImageDataset, probe: LatencyProbe) -> li
             runs.append((runtime, runtime.to_raw(normalize(pixels[:1], model.preprocess))))
         rounds = [
             [
-                measure_latency(
-                    lambda runtime=runtime, raw=raw: runtime.invoke(raw), runs=probe.runs, warmup=probe.warmup
-                ).p50_ms
+                measure_latency(partial(runtime.invoke, raw), runs=probe.runs, warmup=probe.warmup).p50_ms
                 for runtime, raw in runs
             ]
             for _ in range(probe.rounds)
