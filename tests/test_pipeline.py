@@ -79,7 +79,7 @@ def test_recipe_problems_fail_before_any_work(tiny, tmp_path):
     common = ["compress", tiny / "resnet8.pt", "--data", tiny / "test", "--out", tmp_path / "run"]
     needs_training = error_line(run_cli(*common, "--recipe", "qat-int8"))
     assert "needs training images" in needs_training and "--train-data" in needs_training
-    mismatch = error_line(run_cli(*common, "--train-data", tiny / "train", "--recipe", "openvino-int8",
+    mismatch = error_line(run_cli(*common, "--train-data", tiny / "train", "--recipe", "qat-int8-openvino",
                                   "--target", "tflite-int8"))
     assert "qat.scheme" in mismatch
     unknown = error_line(run_cli(*common, "--recipe", "qat-int8", "-o", "qat.epoch=2"))

@@ -12,7 +12,7 @@ from edgeresnet.cli import main
 from edgeresnet.recipes import RecipeError, builtin_recipes, load_recipe
 from helpers import error_line, run_cli
 
-BUILTINS = ["coreml-fp16", "openvino-int8", "prune-distill-qat-int8", "ptq-int8", "qat-int8"]
+BUILTINS = ["export-fp16-coreml", "prune-distill-qat-int8", "ptq-int8", "qat-int8", "qat-int8-openvino"]
 
 GOOD = """\
 # a comment
@@ -68,10 +68,16 @@ def test_flagship_recipe_prunes_distills_and_trains_for_int8():
 
 
 def test_other_builtins():
-    assert load_recipe("coreml-fp16").stages == ()
-    assert load_recipe("openvino-int8").stage("qat").config.scheme == "openvino"
+    assert load_recipe("export-fp16-coreml").stages == ()
+    assert load_recipe("qat-int8-openvino").stage("qat").config.scheme == "openvino"
     assert load_recipe("ptq-int8").stage("ptq").config.size == 256  # `- ptq`: all defaults
     assert load_recipe("qat-int8").targets == ("tflite-int8", "openvino-int8")
+
+
+def test_renamed_builtins_load_by_their_old_names():
+    for old, new in (("openvino-int8", "qat-int8-openvino"), ("coreml-fp16", "export-fp16-coreml")):
+        recipe = load_recipe(old)
+        assert recipe == load_recipe(new) and recipe.name == new and recipe.source == f"builtin:{new}"
 
 
 def test_to_dict_fills_in_every_default():

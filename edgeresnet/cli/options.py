@@ -7,8 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..errors import EdgeResNetError
-
 model_argument = click.argument("model", required=False, metavar="[MODEL]")
 arch_option = click.option("--arch", help="Architecture name (e.g. resnet56); overrides detection from the weights.")
 trust_option = click.option(
@@ -184,12 +182,13 @@ def stage_config(cls, **values):
     """A stage's config from flags; a value out of range is one line naming the flag."""
     from pydantic import ValidationError
 
+    from ..recipes import invalid
+
     try:
         return cls(**{key: value for key, value in values.items() if value is not None})
     except ValidationError as error:
-        first = error.errors()[0]
-        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "the options"
-        raise EdgeResNetError(
-            f"invalid {flag}: {first['msg'].removeprefix('Value error, ')}",
+        raise invalid(
+            error,
+            lambda loc: "--" + str(loc[0]).replace("_", "-") if loc else "the options",
             f"see `edgeresnet {click.get_current_context().info_name} --help`",
         ) from None

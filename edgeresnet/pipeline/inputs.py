@@ -152,9 +152,9 @@ def override_preprocess(
     try:
         return type(spec).model_validate({**spec.model_dump(), **changes})
     except ValidationError as error:
-        raise EdgeResNetError(
-            f"invalid preprocessing: {error.errors()[0]['msg']}", "check --input-size, --resize, --mean and --std"
-        ) from None
+        from ..recipes import invalid
+
+        raise invalid(error, "preprocessing", "check --input-size, --resize, --mean and --std") from None
 
 
 def number(text: str, kind: type, flag: str):

@@ -5,7 +5,7 @@ symmetric, per output channel; 8-bit activations, one scale per tensor) and fuse
 convolution with its batch norm, which then trains folded; ``finalize`` leaves the
 quantize/dequantize pairs that ``ct.convert`` turns into an ML Program with integer
 activations (iOS 17+). The same format as coreml-w8a8's post-training path
-(export/coreml_w8a8.py), trained instead of only calibrated. Core ML runs only on macOS:
+(export/coreml/w8a8.py), trained instead of only calibrated. Core ML runs only on macOS:
 here the trained simulator is what can be measured.
 """
 

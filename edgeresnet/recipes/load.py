@@ -20,6 +20,9 @@ from .validate import build
 
 RECIPES_DIR = Path(__file__).resolve().parent
 MAX_BYTES = 1_000_000  # a recipe is a few lines; anything this big is the wrong file
+# Builtin recipes once named after their only target, by the name that says what they do.
+# The old names still load (the recipe loaded carries its new name).
+RENAMED = {"openvino-int8": "qat-int8-openvino", "coreml-fp16": "export-fp16-coreml"}
 
 
 def builtin_recipes() -> list[str]:
@@ -48,9 +51,10 @@ def _locate(name_or_path: str | Path) -> tuple[Path, str, str]:
                 f"check the path, or use a builtin recipe ({', '.join(builtin_recipes())})",
             )
         return path, text, text
-    if text in builtin_recipes():
-        path = RECIPES_DIR / f"{text}.yaml"
-        return path, str(path), f"builtin:{text}"
+    name = RENAMED.get(text, text)
+    if name in builtin_recipes():
+        path = RECIPES_DIR / f"{name}.yaml"
+        return path, str(path), f"builtin:{name}"
     raise RecipeError(
         f"unknown recipe {text!r}: neither a builtin recipe nor a .yaml file", closest(text, builtin_recipes())
     )

@@ -1,7 +1,7 @@
 """Runs a TensorRT target's ONNX on an NVIDIA GPU (a Jetson): the engine is built here, on the device.
 
 An engine is specific to the GPU, the TensorRT version and the build flags, so export writes
-the ONNX it is built from (export/tensorrt.py) and this module builds the engine with
+the ONNX it is built from (export/tensorrt/) and this module builds the engine with
 TensorRT's Python API the first time a file is benchmarked on a device, then caches it in
 `engines/` beside the file, under a name that holds everything that makes it specific (the
 file's sha256, TensorRT's version, the GPU's compute capability). A Jetson takes minutes to
