@@ -88,6 +88,25 @@ def evaluate(
     Only the per-image results are kept, not the logits, so a 1000-class model on
     50,000 images needs no more memory than one batch. On an unlabelled data set only the
     predictions are measured: top-1 and top-5 are None.
+
+    Args:
+        predict: a numpy batch -> numpy (N, classes) logits callable (``Model.predictor()``).
+        dataset: the images, labelled or not; its classes must not outnumber the model's outputs.
+        spec: the preprocessing (resize, crop, normalisation) that turns images into inputs.
+        batch_size: images per call of ``predict``.
+        limit, seed: a seeded subset of this many images; None: all of them.
+        layout: "NCHW" (PyTorch) or "NHWC" (TFLite) inputs.
+        normalized: float32 normalised inputs; False: uint8 RGB pixels (image-input artifacts).
+        progress: the progress bar's label; None draws none.
+
+    Returns an Accuracy: ``top1`` and ``top5`` in percent, ``n``, and each image's ``predictions``.
+
+    Example::
+
+        model = edgeresnet.load_model("resnet20.th")
+        accuracy = edgeresnet.evaluate(model.predictor(), edgeresnet.open_dataset("cifar10/test.zip"),
+                                       model.preprocess, limit=1000)
+        print(accuracy.top1, accuracy.top5)
     """
     sample = dataset.subset(limit, seed)
     labelled = sample.labelled

@@ -16,6 +16,21 @@ from .pruning.groups import frozen_spaces, residual_groups
 
 
 def inspect_model(model: Model | str | Path | nn.Module) -> dict[str, Any]:
+    """What `edgeresnet inspect` shows: a model's architecture, size, costs and tied channels.
+
+    Args:
+        model: a Model, a checkpoint path or an nn.Module (read as ``load_model`` reads it).
+
+    Returns a JSON-ready dict: arch, layout, classes and labels, input size and preprocessing,
+    params, MACs, stage widths, the channels residual additions tie together
+    (``residual_groups``), what pruning leaves whole (``frozen``), and the channel plan of a
+    pruned model (``pruned``).
+
+    Example::
+
+        summary = edgeresnet.inspect_model("resnet20.th")
+        print(summary["arch"], summary["params"], summary["macs"])
+    """
     from .loading import as_model
 
     model = as_model(model)

@@ -17,7 +17,19 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 def save(model: Model, directory: str | Path) -> Path:
-    """Write ``directory``/model.safetensors (and channel-plan.json when pruned); returns the weights' path."""
+    """Write ``directory``/model.safetensors (and channel-plan.json when pruned); returns the weights' path.
+
+    Args:
+        model: the Model to save; a pruned model's channel plan goes into the file's header.
+        directory: where to write; it is created if missing, and a saved model in it replaced.
+
+    Example::
+
+        model = edgeresnet.load_model("resnet56.th")
+        pruned = edgeresnet.prune(model, edgeresnet.PruneConfig(ratio=0.3, importance="l1"))
+        weights = edgeresnet.save(pruned, "pruned/")
+        again = edgeresnet.load_model(weights)
+    """
     from safetensors.torch import save_file
 
     directory = Path(directory)

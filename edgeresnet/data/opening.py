@@ -44,7 +44,20 @@ def resolve_data_path(path: str | os.PathLike) -> Path:
 def open_dataset(path: str | os.PathLike) -> ImageDataset:
     """Open an ImageFolder directory, a .zip of one, or an .npz of images and labels; or, without
     labels, a directory or .zip of loose images, or an .npz of images alone (see ``labelled``);
-    ``samples``: the embedded sample images."""
+    ``samples``: the embedded sample images.
+
+    Args:
+        path: the data set: an ImageFolder directory (root/<class>/<image>) or a .zip of one,
+            an .npz with ``images`` (N,H,W,3 uint8) and ``labels``, or loose images without
+            labels; "samples": the 300 CIFAR-10 test images the package embeds.
+
+    Images are decoded one at a time, as they are read; opening a large zip costs little.
+
+    Example::
+
+        data = edgeresnet.open_dataset("cifar10/test.zip")
+        print(len(data), data.classes, data.labelled)
+    """
     path = resolve_data_path(path)
     if not path.exists():
         raise DataError(f"data set {path} does not exist", f"check the path; {LAYOUT_HINT}")

@@ -86,7 +86,19 @@ TARGET_SCHEMES: dict[str, str] = {name: scheme for scheme, name in QAT_TARGETS.i
 
 
 def parse_targets(values: Iterable[str]) -> list[Target]:
-    """'tflite-int8,onnx' or repeated flags -> targets in the order given, once each."""
+    """'tflite-int8,onnx' or repeated flags -> targets in the order given, once each.
+
+    Args:
+        values: target names, each one name or several joined by commas (case-insensitive). A
+            list of strings: a bare string would be read one character at a time.
+
+    Raises TargetError for an unknown name (suggesting the closest) or when none is given.
+
+    Example::
+
+        targets = edgeresnet.parse_targets(["tflite-int8,onnx", "openvino-int8"])
+        print([(t.name, t.runtime, t.precision) for t in targets])
+    """
     names = [part.strip() for value in values for part in value.split(",") if part.strip()]
     if not names:
         raise TargetError("no export target given", "pass --target, e.g. --target tflite-int8")

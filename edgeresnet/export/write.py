@@ -80,6 +80,30 @@ def export(
     file holds the simulator's parameters and must agree with it on at least
     SIMULATION_AGREEMENT percent of `samples`. Agreement with the float model is measured and
     recorded too (``Manifest.fidelity_fp32``), not enforced: accuracy is the guard's to judge.
+
+    Args:
+        model: the model to convert (a QAT or ptq model for its int8 target).
+        targets: what to write, ``parse_targets(["tflite-int8,onnx"])``.
+        out_dir: the directory; each target gets a folder in it (a Path).
+        samples: the verification images, ``sample_pixels(data, model.preprocess, 512)``.
+        calibration: the int8 calibration images, ``calibrate(model, data).pixels``; needed by
+            an int8 target of a float model.
+        config: image input, int8 io types, and the agreement each file must reach.
+        threads: CPU threads for running the files while verifying them.
+        ptq: the ptq settings for an int8 target of a float model.
+        log: called with each progress line.
+
+    Returns one Artifact per target: its ``path``, ``directory`` and ``manifest``.
+
+    Example::
+
+        from edgeresnet.data import sample_pixels
+
+        model = edgeresnet.load_model("resnet20.th")
+        samples = sample_pixels(edgeresnet.open_dataset("cifar10/test.zip"), model.preprocess, 512)
+        artifacts = edgeresnet.export(model, edgeresnet.parse_targets(["onnx,tflite-fp16"]), Path("out"),
+                                      samples=samples)
+        print([str(artifact.path) for artifact in artifacts])
     """
     if not isinstance(model, Model):
         from ..loading import as_model  # a path or a module: read as every stage reads it

@@ -25,7 +25,23 @@ from .state_dict import clean_state_dict
 def load(
     source: str | Path | nn.Module, arch: str | ArchSpec | None = None, *, trust_checkpoint: bool = False
 ) -> nn.Module:
-    """The model in eval mode, float32; see ``read_model``."""
+    """The model in eval mode, float32; see ``read_model``.
+
+    Args:
+        source: an nn.Module, a checkpoint file (.pt/.pth/.th/.bin, .safetensors, TorchScript,
+            .pt2) or a folder (Hugging Face ``save_pretrained``, or one ``save`` wrote).
+        arch: a zoo name such as "resnet56" or "resnet56:num_classes=100" instead of detecting
+            the architecture from the weights.
+        trust_checkpoint: allow reading a file that unpickles arbitrary objects (a whole
+            pickled model); only for files from a trusted source.
+
+    Returns the bare nn.Module; ``load_model`` returns it with its preprocessing and labels.
+
+    Example::
+
+        module = edgeresnet.load("pruned/model.safetensors")
+        print(sum(p.numel() for p in module.parameters()))
+    """
     return read_model(source, arch, trust_checkpoint=trust_checkpoint).module
 
 

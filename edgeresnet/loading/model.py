@@ -22,7 +22,24 @@ def load_model(
     labels: tuple[str, ...] | None = None,
 ) -> Model:
     """``labels`` are the data's class names; labels the source carries (Hugging Face's
-    id2label) take their place in the artifacts, and the data must have as many classes."""
+    id2label) take their place in the artifacts, and the data must have as many classes.
+
+    Reads the model as ``load`` does and describes it: its architecture, classes and the
+    preprocessing its inputs need, as a Model every stage takes.
+
+    Args:
+        source: an nn.Module, a checkpoint file or a folder (what ``load`` reads).
+        arch: a zoo name such as "resnet56" or "resnet56:num_classes=100" instead of detection.
+        trust_checkpoint: allow reading a file that unpickles arbitrary objects (trusted files only).
+        preprocess: the input preprocessing; default: the source's (Hugging Face), else the
+            family's (CIFAR or ImageNet).
+        labels: the class names, one per output, in order.
+
+    Example::
+
+        model = edgeresnet.load_model("resnet20.th")
+        print(model.arch, model.num_classes, model.preprocess.input_size)
+    """
     intake = read_model(source, arch, trust_checkpoint=trust_checkpoint)
     spec = intake.spec
     if labels is not None:

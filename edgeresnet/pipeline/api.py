@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import EdgeResNetError
+from ..errors import AccuracyDropError, EdgeResNetError
 
 if TYPE_CHECKING:
     from ..data import ImageDataset
@@ -90,25 +90,51 @@ def compress(
         raise EdgeResNetError("--resume needs the --out of the interrupted run", "pass the same --out as before")
     if out is not None and not resume:
         check_output_dir(Path(out), overwrite)
-    return _run(
-        model,
-        data,
-        target_list,
-        out,
-        loaded_recipe,
-        train_data,
-        options,
-        overwrite,
-        resume,
-        max_accuracy_drop,
-        execution,
-        arch,
-        trust_checkpoint,
-        preprocess,
-        limit,
-        seed,
-        log,
+    # The slow part, once every input has been checked: torch, the model, the data, the run.
+    from .. import distributed
+    from ..data import ImageDataset, open_dataset
+    from ..training.config import Execution
+    from .inputs import embedded_samples, in_model_order, model_and_data
+    from .run import CompressOptions, run_compress
+
+    execution = execution or Execution()
+    distributed.check_device(execution.device)  # before the slow loading
+    if distributed.launched_by_torchrun() and out is None:
+        raise EdgeResNetError(
+            "under torchrun, compress needs --out (every process must name the same run)", "pass --out DIR"
+        )
+    loaded, dataset = model_and_data(
+        model, data, arch=arch, trust_checkpoint=trust_checkpoint, preprocess=preprocess, need_data=False, log=log
     )
+    if dataset is None:
+        dataset = embedded_samples(log)
+    dataset = dataset.subset(limit, seed=seed)
+    if train_data is not None:
+        train_data = in_model_order(
+            train_data if isinstance(train_data, ImageDataset) else open_dataset(train_data), loaded
+        )
+    out = Path(out) if out is not None else Path("runs") / f"{loaded.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        report = run_compress(
+            loaded,
+            dataset,
+            target_list,
+            out,
+            recipe=loaded_recipe,
+            train_data=train_data,
+            options=CompressOptions.model_validate(options or {}),
+            overwrite=overwrite,
+            resume=resume,
+            max_accuracy_drop=max_accuracy_drop,
+            execution=execution,
+            log=log,
+        )
+    except AccuracyDropError as error:  # the files are kept: say where
+        error.report._directory = out
+        raise
+    if report is not None:
+        report._directory = out
+    return report
 
 
 def _recipe(recipe, overrides: Sequence[str]):
@@ -135,65 +161,3 @@ def _targets(targets, parse_targets) -> list:
     if targets and all(isinstance(t, Target) for t in targets):
         return list(targets)
     return parse_targets([str(t) if not isinstance(t, Target) else t.name for t in targets])
-
-
-def _run(
-    model,
-    data,
-    targets,
-    out,
-    recipe,
-    train_data,
-    options,
-    overwrite,
-    resume,
-    max_accuracy_drop,
-    execution,
-    arch,
-    trust_checkpoint,
-    preprocess,
-    limit,
-    seed,
-    log,
-):
-    """The slow part, once every input has been checked: torch, the model, the data, the run."""
-    from .. import distributed
-    from ..data import ImageDataset, open_dataset
-    from ..training.config import Execution
-    from .inputs import embedded_samples, in_model_order, model_and_data
-    from .run import CompressOptions, run_compress
-
-    execution = execution or Execution()
-    distributed.check_device(execution.device)  # before the slow loading
-    if distributed.launched_by_torchrun() and out is None:
-        raise EdgeResNetError(
-            "under torchrun, compress needs --out (every process must name the same run)", "pass --out DIR"
-        )
-    loaded, dataset = model_and_data(
-        model, data, arch=arch, trust_checkpoint=trust_checkpoint, preprocess=preprocess, need_data=False, log=log
-    )
-    if dataset is None:
-        dataset = embedded_samples(log)
-    dataset = dataset.subset(limit, seed=seed)
-    if train_data is not None:
-        train_data = in_model_order(
-            train_data if isinstance(train_data, ImageDataset) else open_dataset(train_data), loaded
-        )
-    out = Path(out) if out is not None else Path("runs") / f"{loaded.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
-    report = run_compress(
-        loaded,
-        dataset,
-        targets,
-        out,
-        recipe=recipe,
-        train_data=train_data,
-        options=CompressOptions.model_validate(options or {}),
-        overwrite=overwrite,
-        resume=resume,
-        max_accuracy_drop=max_accuracy_drop,
-        execution=execution,
-        log=log,
-    )
-    if report is not None:
-        report._directory = out
-    return report

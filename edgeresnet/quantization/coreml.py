@@ -21,8 +21,11 @@ from torch import Tensor, nn
 NEVER = 1_000_000_000
 
 
-def prepare_for_training(net: nn.Module, calibration: Tensor, batch_size: int = 64) -> nn.Module:
-    from ..backends import converter_quiet as _converter_quiet
+def w8a8_quantizer(net: nn.Module, milestones: list[int]):
+    """coremltools' ``LinearQuantizer`` over ``net`` with Core ML's W8A8 scheme (int8 weights,
+    symmetric, per output channel; uint8 activations, one scale per tensor). ``milestones``:
+    coremltools' steps at which observers start, fake quantization starts, observers stop and
+    batch norm freezes. The qat stage trains through it; coreml-w8a8's export only calibrates."""
     from ..backends import import_coremltools
 
     import_coremltools()
@@ -38,11 +41,17 @@ def prepare_for_training(net: nn.Module, calibration: Tensor, batch_size: int = 
             weight_dtype="qint8",
             weight_per_channel=True,
             activation_dtype="quint8",
-            milestones=[0, 0, NEVER, NEVER],
+            milestones=milestones,
         )
     )
+    return LinearQuantizer(net, config)
+
+
+def prepare_for_training(net: nn.Module, calibration: Tensor, batch_size: int = 64) -> nn.Module:
+    from ..backends import converter_quiet as _converter_quiet
+
     with _converter_quiet():
-        quantizer = LinearQuantizer(copy.deepcopy(net).eval(), config)
+        quantizer = w8a8_quantizer(copy.deepcopy(net).eval(), milestones=[0, 0, NEVER, NEVER])
         prepared = quantizer.prepare(example_inputs=(calibration[:1],), inplace=True)
         quantizer.step()
         prepared.train()

@@ -30,7 +30,20 @@ def builtin_recipes() -> list[str]:
 
 
 def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
-    """A builtin recipe by name, or a recipe file, validated, with `stage.key=value` overrides applied."""
+    """A builtin recipe by name, or a recipe file, validated, with `stage.key=value` overrides applied.
+
+    Args:
+        name_or_path: a builtin recipe's name ("ptq-int8", "qat-int8", "prune-distill-qat-int8",
+            ...) or the path of a YAML file (a Path, or a string ending in .yaml or holding a "/").
+        overrides: settings to change, as "stage.key=value" (what -o takes).
+
+    Raises RecipeError for an unknown name, a file that cannot be read, or an invalid setting.
+
+    Example::
+
+        recipe = edgeresnet.load_recipe("prune-distill-qat-int8", ["distill.epochs=15"])
+        print(recipe.targets, [stage.name for stage in recipe.stages])
+    """
     path, label, source = _locate(name_or_path)
     draft = parse(_read(path, label), label)
     read_stages(draft)

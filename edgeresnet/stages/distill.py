@@ -56,7 +56,27 @@ def distill(
 ) -> tuple[Model, list[EpochRecord]]:
     """``student`` trained to imitate ``teacher`` on ``data``, and the history of its epochs
     (with top-1 on ``validation`` after each one, when given). Each model is a Model, a path or
-    an nn.Module. Under torchrun, every process calls it (see edgeresnet/distributed.py)."""
+    an nn.Module. Under torchrun, every process calls it (see edgeresnet/distributed.py).
+
+    Args:
+        student: the model to train (a pruned copy of the teacher, say); it is not changed.
+        teacher: the model it learns from: the same classes and preprocessing.
+        config: epochs, optimiser and schedule, and the loss: ``alpha`` (the teacher's share
+            against the labels), ``temperature`` and ``feature_weight`` (FitNets; 0: off).
+        data: the training images; unlabelled ones only with ``alpha=1``.
+        checkpoint_dir: where training checkpoints go, and where a killed run resumes from.
+        validation: labelled images to measure top-1 on after each epoch.
+        log: called with each progress line.
+        execution: the device and data loading (not the result).
+
+    Example::
+
+        teacher = edgeresnet.load_model("resnet56.th")
+        train = edgeresnet.open_dataset("cifar10/train.zip")
+        pruned = edgeresnet.prune(teacher, edgeresnet.PruneConfig(macs=2.0), data=train)
+        student, history = edgeresnet.distill(pruned, teacher, edgeresnet.DistillConfig(epochs=10), train)
+        print(history[-1].loss)
+    """
     student, teacher = as_model(student), as_model(teacher)
     _check_pair(student, teacher)
     if not data.labelled and config.alpha < 1:  # alpha 1 learns the teacher's outputs alone: no labels needed

@@ -80,7 +80,22 @@ class PruneConfig(BaseModel):
 
 def prune(model: Model | str | Path | torch.nn.Module, config: PruneConfig, data: ImageDataset | None = None) -> Model:
     """A pruned copy of ``model`` (a Model, a path or an nn.Module); ``data`` (labelled images)
-    feeds the taylor criterion and calibrates the artifacts a latency target is measured on."""
+    feeds the taylor criterion and calibrates the artifacts a latency target is measured on.
+
+    Args:
+        model: the model to prune; it is not changed.
+        config: one target (``ratio`` of channels removed, ``macs`` reduction factor, or
+            ``latency_ms``), the importance criterion, scope, rounding and ``remove_blocks``.
+        data: training images; needed by the taylor criterion (the default) and whatever
+            measures latency, and they recalibrate the batch norms after the cut. None: only
+            with importance l1, l2 or bn and a ratio or macs target.
+
+    Example::
+
+        model = edgeresnet.load_model("resnet56.th")
+        pruned = edgeresnet.prune(model, edgeresnet.PruneConfig(macs=2.0), edgeresnet.open_dataset("train.zip"))
+        edgeresnet.save(pruned, "pruned/")
+    """
     model = as_model(model)
     module, structure = prunable(model)
     raw = channel_scores(module, structure, config.importance, _taylor_batches(model, config, data))

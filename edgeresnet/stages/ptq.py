@@ -37,7 +37,22 @@ class Calibration:
 
 
 def calibrate(model: Model, data: ImageDataset, config: PtqConfig = PtqConfig()) -> Calibration:
-    """The calibration images: ``config.size`` of ``data``, drawn with ``config.seed``."""
+    """The calibration images: ``config.size`` of ``data``, drawn with ``config.seed``.
+
+    Args:
+        model: the model they are for: its preprocessing sets their size (resize and crop).
+        data: the images to draw from (labelled or not), e.g. the training set.
+        config: ``size`` (how many; all of ``data`` if it has fewer) and ``seed``.
+
+    Returns a Calibration: ``pixels`` (uint8 NHWC RGB, what ``ptq`` and ``export`` take), the
+    data's ``source`` and the ``seed``.
+
+    Example::
+
+        model = edgeresnet.load_model("resnet20.th")
+        calibration = edgeresnet.calibrate(model, edgeresnet.open_dataset("cifar10/train.zip"))
+        print(calibration.describe())
+    """
     if len(data) == 0:
         raise DataError(f"no calibration images in {data.source}", "pass a data set with images")
     pixels = sample_pixels(data, model.preprocess, min(config.size, len(data)), seed=config.seed)
@@ -53,10 +68,21 @@ def ptq(model: Model, pixels: np.ndarray, scheme: Scheme, config: PtqConfig = Pt
     """``model`` quantized for ``scheme``'s int8 arithmetic, calibrated on ``pixels`` (uint8 NHWC,
     ``calibrate(...).pixels``). ``model`` itself is not changed.
 
+    Args:
+        model: the float model (a Model; ``supports(model, scheme)`` says whether its layout can be).
+        pixels: the calibration images that set the activation ranges, ``calibrate(...).pixels``.
+        scheme: whose int8 arithmetic to simulate: "tflite" or "openvino".
+        config: how ranges are chosen, bias correction, rounding (nearest or AdaRound), batch size.
+
     Example::
 
-        calibration = calibrate(model, open_dataset("train.zip"))
-        tflite_model = ptq(model, calibration.pixels, "tflite")
-        export(tflite_model, parse_targets("tflite-int8"), Path("out"), samples=..., calibration=calibration.pixels)
+        from edgeresnet.data import sample_pixels
+
+        model = edgeresnet.load_model("resnet20.th")
+        calibration = edgeresnet.calibrate(model, edgeresnet.open_dataset("cifar10/train.zip"))
+        tflite_model = edgeresnet.ptq(model, calibration.pixels, "tflite")
+        samples = sample_pixels(edgeresnet.open_dataset("cifar10/test.zip"), model.preprocess, 512)
+        edgeresnet.export(tflite_model, edgeresnet.parse_targets(["tflite-int8"]), Path("out"),
+                          samples=samples, calibration=calibration.pixels)
     """
     return simulate(model, pixels, scheme, config)

@@ -64,7 +64,29 @@ def qat(
 ) -> tuple[Model, list[EpochRecord]]:
     """``model`` (a Model, a path or an nn.Module) trained for ``scheme``'s int8 arithmetic on
     ``data`` (``config.scheme`` unless it is "auto"), distilled from ``teacher`` (default:
-    ``model`` itself, in float)."""
+    ``model`` itself, in float).
+
+    Args:
+        model: the float model (not one that has been through qat already); it is not changed.
+        config: epochs, optimiser, ``scheme``, ``freeze_bn_after``, ``calibration_images`` (the
+            initial activation ranges) and the distillation's ``alpha`` and ``temperature``.
+        data: the training images; unlabelled ones only with ``alpha=1``.
+        scheme: "tflite", "openvino" or "coreml": used when ``config.scheme`` is "auto".
+        teacher: the model distilled from.
+        checkpoint_dir: where training checkpoints go, and where a killed run resumes from.
+        validate: called with the module after each epoch; returns the top-1 to record.
+        log: called with each progress line.
+        execution: the device and data loading (not the result).
+
+    Returns the simulator (``qat`` holds its scheme and float network, which export converts)
+    and the history of its epochs.
+
+    Example::
+
+        model = edgeresnet.load_model("resnet20.th")
+        train = edgeresnet.open_dataset("cifar10/train.zip")
+        int8_model, history = edgeresnet.qat(model, edgeresnet.QatConfig(epochs=2), train, scheme="tflite")
+    """
     model = as_model(model)
     teacher = as_model(teacher) if teacher is not None else None
     scheme = resolve_scheme(config, scheme)

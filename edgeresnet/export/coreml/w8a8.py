@@ -18,9 +18,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...backends import converter_quiet, import_coremltools
+from ...backends import converter_quiet
 from ...errors import ConversionError
 from ...models.model import Model
+from ...quantization.coreml import w8a8_quantizer
 
 CALIBRATION_BATCH = 32
 
@@ -31,26 +32,10 @@ def quantize_w8a8(model: Model, calibration: np.ndarray | None) -> Model:
         raise ConversionError(
             "coreml-w8a8 export needs calibration images", "pass --data or --train-data with images, labelled or not"
         )
-    import_coremltools()
-    from coremltools.optimize.torch.quantization import (
-        LinearQuantizer,
-        LinearQuantizerConfig,
-        ModuleLinearQuantizerConfig,
-    )
-
-    config = LinearQuantizerConfig(
-        global_config=ModuleLinearQuantizerConfig(
-            quantization_scheme="symmetric",
-            weight_dtype="qint8",
-            weight_per_channel=True,
-            activation_dtype="quint8",
-            # Observers on from step 0, batch norm never frozen or folded by training: no training happens.
-            milestones=[0, 1_000_000, 1_000_000, 0],
-        )
-    )
     images = torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32))
     with converter_quiet():
-        quantizer = LinearQuantizer(model.copy_module().eval(), config)
+        # Observers on from step 0, batch norm never frozen or folded by training: no training happens.
+        quantizer = w8a8_quantizer(model.copy_module().eval(), milestones=[0, 1_000_000, 1_000_000, 0])
         prepared = quantizer.prepare(example_inputs=(images[:1],), inplace=True)  # on our copy
         quantizer.step()
         prepared.eval()  # batch-norm statistics stay those of the trained model
