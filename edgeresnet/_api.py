@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import types
 
 _EXPORTS = {
     "load": "edgeresnet.loading",
@@ -59,3 +60,18 @@ def __getattr__(name: str):
 
 def __dir__():
     return __all__
+
+
+class _Package(types.ModuleType):
+    """The edgeresnet package, whose public functions win over its submodules of the same name:
+    importing edgeresnet.evaluate or edgeresnet.export.targets binds the submodule to the
+    package's attribute, which must still read as the function (``edgeresnet.evaluate(...)``)."""
+
+    def __getattribute__(self, name: str):
+        value = super().__getattribute__(name)
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == value.__name__:
+            return getattr(value, name, value)  # edgeresnet.models stays the module it exports
+        return value
+
+
+sys.modules["edgeresnet"].__class__ = _Package

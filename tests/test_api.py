@@ -67,3 +67,43 @@ def test_report_writes_what_the_command_writes(runs, tmp_path):
     assert (tmp_path / "api" / "comparison.md").read_text() == (tmp_path / "cli" / "comparison.md").read_text()
     assert json.loads(command.stdout)["per_device"] == comparison.per_device
     assert sorted(p.name for p in comparison.files) == sorted(Path(p).name for p in json.loads(command.stdout)["files"])
+
+
+def test_public_functions_win_over_submodules_of_the_same_name():
+    """Importing edgeresnet.evaluate or edgeresnet.export.targets (modules) leaves
+    edgeresnet.evaluate and edgeresnet.export the functions the API documents."""
+    import subprocess
+    import sys
+
+    code = (
+        "import edgeresnet, edgeresnet.export.targets, edgeresnet.evaluate\n"
+        "edgeresnet.load_recipe('ptq-int8')\n"
+        "assert callable(edgeresnet.evaluate) and edgeresnet.evaluate.__name__ == 'evaluate'\n"
+        "assert callable(edgeresnet.export) and edgeresnet.export.__name__ == 'export'\n"
+        "assert type(edgeresnet.models).__name__ == 'module'\n"
+        "from edgeresnet import export\n"
+        "assert callable(export)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_export_to_a_relative_directory(tmp_path):
+    """The TFLite converter's child process runs in its own work directory: a relative out_dir
+    given to edgeresnet.export must still reach it."""
+    import subprocess
+    import sys
+
+    code = (
+        "from pathlib import Path\n"
+        "import edgeresnet\n"
+        "from edgeresnet.data import open_dataset, sample_pixels\n"
+        "from edgeresnet.assets import DEMO_DATA\n"
+        "model = edgeresnet.load_model(edgeresnet.models.create('resnet8', num_classes=10))\n"
+        "pixels = sample_pixels(open_dataset(DEMO_DATA), model.preprocess, 8)\n"
+        "[artifact] = edgeresnet.export(model, edgeresnet.parse_targets(['tflite-fp32']), Path('out'), samples=pixels)\n"
+        "assert artifact.path.is_file(), artifact.path\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "out" / "tflite-fp32").is_dir()

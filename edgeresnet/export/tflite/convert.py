@@ -76,7 +76,7 @@ def export_tflite(
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
     with open(log_path, "w") as log:
         result = subprocess.run(
-            [sys.executable, "-m", "edgeresnet.export.tflite.worker", str(job_path)],
+            [sys.executable, "-m", "edgeresnet.export.tflite.worker", str(job_path.resolve())],  # cwd is workdir
             cwd=workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
