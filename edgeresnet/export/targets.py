@@ -18,27 +18,20 @@ class Target:
     # The quantization-aware training scheme (stages/qat.py, quantization/<scheme>.py) that
     # simulates this target's int8 arithmetic; None for the targets no scheme simulates.
     qat_scheme: str | None = None
+    # Whether --image-input applies: the plain ONNX intermediate and TensorRT's ONNX take tensors.
+    takes_images: bool = True
 
     @property
     def needs_calibration(self) -> bool:
         return self.precision in ("int8", "w8a8")
 
-    @property
-    def takes_images(self) -> bool:
-        """Whether --image-input applies: the plain ONNX intermediate and TensorRT's ONNX take tensors."""
-        return self.runtime not in ("onnx", "tensorrt")
-
-    @property
-    def extra(self) -> str:
-        """The pip extra that installs this target's converter (TensorRT's files are ONNX: the
-        engine is built on the device)."""
-        return "onnx" if self.runtime == "tensorrt" else self.runtime
-
 
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        Target("onnx", "onnx", "fp32", ".onnx", "float32 ONNX, the intermediate every converter reads"),
+        Target(
+            "onnx", "onnx", "fp32", ".onnx", "float32 ONNX, the intermediate every converter reads", takes_images=False
+        ),
         Target("tflite-fp32", "tflite", "fp32", ".tflite", "TFLite float32 (LiteRT, Android)"),
         Target("tflite-fp16", "tflite", "fp16", ".tflite", "TFLite with float16 weights"),
         Target(
@@ -70,13 +63,21 @@ TARGETS: dict[str, Target] = {
             qat_scheme="coreml",
         ),
         # The ONNX a TensorRT engine is built from on the device (a Jetson): export/tensorrt/.
-        Target("tensorrt-fp16", "tensorrt", "fp16", ".onnx", "ONNX for a float16 TensorRT engine, built on the device"),
+        Target(
+            "tensorrt-fp16",
+            "tensorrt",
+            "fp16",
+            ".onnx",
+            "ONNX for a float16 TensorRT engine, built on the device",
+            takes_images=False,
+        ),
         Target(
             "tensorrt-int8",
             "tensorrt",
             "int8",
             ".onnx",
             "ONNX with int8 Q/DQ for a TensorRT engine, built on the device",
+            takes_images=False,
         ),
     )
 }

@@ -320,12 +320,7 @@ def _result(
             agreement=None if reference is None else round(100.0 * float((predictions == reference).mean()), 3),
         )
     return TargetBench(
-        target=manifest.target,
-        file=manifest.file,
-        runtime=manifest.runtime,
-        precision=manifest.precision,
-        image_input=manifest.image_input,
-        size_bytes=manifest.size_bytes,
+        **_file_fields(manifest),
         status="ok",
         runtime_version=_runtime_version(manifest.runtime),
         load_ms=measured["load_ms"],
@@ -350,16 +345,19 @@ def cannot_run_here(runtime: str) -> str | None:
 
 
 def _unmeasured(manifest: Manifest, why: str, status: Literal["skipped", "failed"] = "skipped") -> TargetBench:
-    return TargetBench(
-        target=manifest.target,
-        file=manifest.file,
-        runtime=manifest.runtime,
-        precision=manifest.precision,
-        image_input=manifest.image_input,
-        size_bytes=manifest.size_bytes,
-        status=status,
-        note=why,
-    )
+    return TargetBench(**_file_fields(manifest), status=status, note=why)
+
+
+def _file_fields(manifest: Manifest) -> dict[str, Any]:
+    """What every row says of its file, measured or not: from its manifest."""
+    return {
+        "target": manifest.target,
+        "file": manifest.file,
+        "runtime": manifest.runtime,
+        "precision": manifest.precision,
+        "image_input": manifest.image_input,
+        "size_bytes": manifest.size_bytes,
+    }
 
 
 def _reference_predictions(run_dir: Path, fingerprint: str) -> np.ndarray | None:
