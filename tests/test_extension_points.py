@@ -12,7 +12,7 @@ import edgeresnet
 from edgeresnet.export import export
 from edgeresnet.export.exporter import Check, Checked, Conversion
 from edgeresnet.export.registry import EXPORTERS
-from edgeresnet.export.targets import Target
+from edgeresnet.export.targets import Target, parse_targets
 from edgeresnet.export.verify import check_fidelity
 from edgeresnet.manifest import read_manifest
 from edgeresnet.models import create
@@ -65,7 +65,7 @@ class ToyExporter:
 def toy_exporter():
     pytest.importorskip("onnxruntime")
     exporter = ToyExporter()
-    EXPORTERS.register("toy", exporter)  # the one line a runtime needs besides its own module
+    EXPORTERS.register("toy", exporter, targets=[TOY])  # the one line a runtime needs besides its own module
     yield exporter
     EXPORTERS.unregister("toy")
 
@@ -76,7 +76,7 @@ def test_toy_exporter(toy_exporter, tmp_path):
     size = model.preprocess.input_size
     samples = np.random.default_rng(0).integers(0, 256, (8, size, size, 3), dtype=np.uint8)
 
-    [artifact] = export(model, [TOY], tmp_path, samples=samples)
+    [artifact] = export(model, parse_targets(["toy-fp32"]), tmp_path, samples=samples)  # as --target reads it
 
     assert toy_exporter.calls == ["convert", "verify", "describe"]  # found by its runtime, not by name
     assert artifact.path == tmp_path / "toy-fp32" / "resnet8-toy-fp32.toy"
@@ -90,3 +90,12 @@ def test_toy_exporter(toy_exporter, tmp_path):
     assert (artifact.directory / "labels.txt").read_text() == "a\nb\nc\n"
     with pytest.raises(ValueError, match="registered already"):
         EXPORTERS.register("toy", ToyExporter())  # one name, one exporter
+    with pytest.raises(ValueError, match="the name is taken"):
+        EXPORTERS.register("toy2", ToyExporter(), targets=[TOY])
+
+
+def test_an_unregistered_runtime_leaves_no_target_behind(toy_exporter):
+    EXPORTERS.unregister("toy")
+    with pytest.raises(edgeresnet.EdgeResNetError, match="toy-fp32"):
+        parse_targets(["toy-fp32"])
+    EXPORTERS.register("toy", toy_exporter, targets=[TOY])  # for the fixture to unregister
