@@ -20,12 +20,13 @@ from ..models.model import Model
 from ..quantization.simulate import PtqConfig
 from ..quantization.simulate import Scheme as PtqScheme
 from .registry import EXPORTERS
-from .targets import QAT_TARGETS, TARGETS, Target
+from .targets import QAT_TARGETS, Target
 
-# The int8 targets the ptq stage quantizes in a simulator of their runtime (where it knows the layout).
-SIMULATED_SCHEMES = {
-    t.name: cast(PtqScheme, t.qat_scheme) for t in TARGETS.values() if t.qat_scheme in get_args(PtqScheme)
-}
+
+def simulated_scheme(target: Target) -> PtqScheme | None:
+    """The simulator ptq quantizes ``target`` in: its runtime's int8 arithmetic, where ptq has one
+    (TFLite's, OpenVINO CPU's; Core ML's is coremltools' own)."""
+    return cast(PtqScheme, target.qat_scheme) if target.qat_scheme in get_args(PtqScheme) else None
 
 
 def quantized_sources(
@@ -38,7 +39,7 @@ def quantized_sources(
     by_scheme: dict[PtqScheme, Model] = {}
     sources = {}
     for target in targets:
-        scheme = SIMULATED_SCHEMES.get(target.name)
+        scheme = simulated_scheme(target)
         if (
             model.qat is None
             and scheme

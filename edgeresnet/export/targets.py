@@ -81,9 +81,8 @@ TARGETS: dict[str, Target] = {
         ),
     )
 }
-# The int8 target whose arithmetic each quantization-aware training scheme simulates, and back.
+# The int8 target whose arithmetic each quantization-aware training scheme simulates.
 QAT_TARGETS: dict[str, str] = {t.qat_scheme: t.name for t in TARGETS.values() if t.qat_scheme}
-TARGET_SCHEMES: dict[str, str] = {name: scheme for scheme, name in QAT_TARGETS.items()}
 
 
 def parse_targets(values: Iterable[str]) -> list[Target]:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import AccuracyDropError, EdgeResNetError
+from ..errors import EdgeResNetError
 
 if TYPE_CHECKING:
     from ..data import ImageDataset
@@ -75,14 +75,14 @@ def compress(
                                      recipe="ptq-int8", train_data="cifar10/train.zip", out="runs/r20")
         print([(row.target, row.top1) for row in report.results])
     """
-    from ..export.targets import check_calibration_source, parse_targets
+    from ..export.targets import check_calibration_source
     from ..rundir import check_output_dir
     from .checks import check_model_path
 
     loaded_recipe = _recipe(recipe, overrides)
     if not targets and loaded_recipe is not None:
         targets = loaded_recipe.targets
-    target_list = _targets(targets, parse_targets)
+    target_list = _targets(targets)
     check_model_path(model)
     if data is None and model is not None:  # int8 needs calibration images
         check_calibration_source(target_list, train_data is not None)
@@ -114,27 +114,20 @@ def compress(
             train_data if isinstance(train_data, ImageDataset) else open_dataset(train_data), loaded
         )
     out = Path(out) if out is not None else Path("runs") / f"{loaded.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
-    try:
-        report = run_compress(
-            loaded,
-            dataset,
-            target_list,
-            out,
-            recipe=loaded_recipe,
-            train_data=train_data,
-            options=CompressOptions.model_validate(options or {}),
-            overwrite=overwrite,
-            resume=resume,
-            max_accuracy_drop=max_accuracy_drop,
-            execution=execution,
-            log=log,
-        )
-    except AccuracyDropError as error:  # the files are kept: say where
-        error.report._directory = out
-        raise
-    if report is not None:
-        report._directory = out
-    return report
+    return run_compress(
+        loaded,
+        dataset,
+        target_list,
+        out,
+        recipe=loaded_recipe,
+        train_data=train_data,
+        options=CompressOptions.model_validate(options or {}),
+        overwrite=overwrite,
+        resume=resume,
+        max_accuracy_drop=max_accuracy_drop,
+        execution=execution,
+        log=log,
+    )
 
 
 def _recipe(recipe, overrides: Sequence[str]):
@@ -153,8 +146,8 @@ def _recipe(recipe, overrides: Sequence[str]):
     return load_recipe(str(recipe), overrides)
 
 
-def _targets(targets, parse_targets) -> list:
-    from ..export.targets import Target
+def _targets(targets) -> list:
+    from ..export.targets import Target, parse_targets
 
     if isinstance(targets, str):
         return parse_targets([targets])

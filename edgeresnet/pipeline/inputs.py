@@ -105,9 +105,9 @@ def require_labels(dataset: ImageDataset, what: str) -> None:
 
 
 def _load(model: ModelSource, arch: str | None, trust: bool, overrides: dict) -> Model:
-    from ..loading import as_model, load_model
+    from ..loading import load_model
 
-    loaded = as_model(model) if isinstance(model, Model) else load_model(model, arch=arch, trust_checkpoint=trust)
+    loaded = model if isinstance(model, Model) else load_model(model, arch=arch, trust_checkpoint=trust)
     if any(value is not None for value in overrides.values()):
         loaded = loaded.replace(preprocess=override_preprocess(loaded.preprocess, **overrides))
     return loaded

@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict
 from ..data import ImageDataset
 from ..errors import EdgeResNetError
 from ..export import Target
-from ..export.targets import TARGET_SCHEMES
 from ..recipes import Recipe
 from ..stages.distill import DistillConfig
 from ..stages.prune import PruneConfig
@@ -35,7 +34,7 @@ def check_plan(recipe: Recipe | None, targets: list[Target], train_data: ImageDa
     schemes: list[str] = []
     qat = recipe.stage("qat")
     if qat is not None:
-        wanted = [TARGET_SCHEMES[t.name] for t in targets if t.name in TARGET_SCHEMES]
+        wanted = [t.qat_scheme for t in targets if t.qat_scheme]
         if not wanted:
             raise EdgeResNetError(
                 f"recipe {recipe.name} trains for int8 (qat) but no int8 target is asked for",
@@ -43,7 +42,7 @@ def check_plan(recipe: Recipe | None, targets: list[Target], train_data: ImageDa
             )
         scheme = cast(QatConfig, qat.config).scheme
         if scheme != "auto" and any(w != scheme for w in wanted):
-            other = next(t.name for t in targets if TARGET_SCHEMES.get(t.name, scheme) != scheme)
+            other = next(t.name for t in targets if (t.qat_scheme or scheme) != scheme)
             raise EdgeResNetError(
                 f"recipe {recipe.name} trains qat for {scheme}'s int8 arithmetic, but {other} needs its own",
                 "set qat.scheme to auto (-o qat.scheme=auto) to train one per int8 target, or drop that target",

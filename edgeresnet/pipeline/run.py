@@ -34,14 +34,12 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 from .. import distributed, interrupts
-from ..data import ImageDataset, normalize, open_dataset, sample_pixels
+from ..data import ImageDataset, normalize, sample_pixels
 from ..errors import AccuracyDropError
-from ..export import ExportConfig, Target, export, grouped, parse_targets
-from ..export.targets import check_calibration_source
-from ..loading import as_model, fit_labels
+from ..export import ExportConfig, Target, export, grouped
+from ..loading import fit_labels
 from ..models.model import Model
 from ..recipes import Recipe
 from ..run_report import RunReport, plot_stages
@@ -51,7 +49,7 @@ from ..runner.host import host_info
 from ..stages.ptq import PtqConfig, calibrate
 from ..training.config import Execution, TrainConfig
 from ..training.loop import check_precision
-from .inputs import describe_data, embedded_samples
+from .inputs import describe_data
 from .plan import Plan, accuracy_limit, check_plan, check_unlabelled_training, failure_reason, learns_from_labels
 from .rows import artifact_row, pytorch_row
 from .stage_runner import StageRunner, run_identity
@@ -68,10 +66,10 @@ class CompressOptions(BaseModel):
 
 
 def run_compress(
-    model: Model | str | Path | nn.Module,
-    data: ImageDataset | str | Path | None,
-    targets: list[Target] | list[str] | str,
-    out: Path | str,
+    model: Model,
+    data: ImageDataset,
+    targets: list[Target],
+    out: Path,
     *,
     recipe: Recipe | None = None,
     train_data: ImageDataset | None = None,
@@ -82,51 +80,34 @@ def run_compress(
     execution: Execution = Execution(),
     log: Callable[[str], None] = lambda message: None,
 ) -> RunReport | None:
-    """Run ``recipe``'s stages on ``model`` and export the result to each target, evaluated on ``data``.
+    """Run ``recipe``'s stages on ``model`` and export the result to each target, evaluated on ``data``:
+    the sequencing under ``edgeresnet.compress`` (pipeline/api.py), which reads the inputs, labels
+    ``data`` as the model reads it and checks what needs neither torch nor data first.
 
     ``train_data`` feeds the training stages, pruning's importance and int8 calibration
-    (``data`` calibrates when it is absent and nothing trains). Returns what report.json holds;
-    under torchrun, on rank 0 (the other processes train, write nothing and return None).
-    ``execution``: the device and loader of the training stages.
+    (``data`` calibrates when it is absent and nothing trains). Returns what report.json holds
+    (``report.directory`` is ``out``); under torchrun, on rank 0 (the other processes train,
+    write nothing and return None). ``execution``: the device and loader of the training stages.
 
     An artifact that loses more than ``max_accuracy_drop`` points of top-1 against ``model``
     (default: the recipe's; none without a recipe) fails the run: it is written all the same,
     marked failed in report.json and in that artifact's manifest, and AccuracyDropError raised.
 
-    ``model`` may be a Model, a path or an nn.Module; ``data`` a data set or its path;
-    ``targets`` Target values or their names ("tflite-int8" or "tflite-int8,onnx").
-
     ``data`` may be unlabelled (``data.labelled`` False): the files are calibrated, verified and
-    timed on it, and every accuracy is None. ``data=None`` verifies and times them on the embedded
-    sample images, unlabelled, when nothing needs calibration images (int8 does, labelled or not:
-    then ``train_data`` calibrates). The accuracy guard cannot judge without labels: an explicit
-    ``max_accuracy_drop`` is then an error, the recipe's default is skipped with a message.
+    timed on it, and every accuracy is None. The accuracy guard cannot judge without labels: an
+    explicit ``max_accuracy_drop`` is then an error, the recipe's default is skipped with a message.
     """
-    model = as_model(model)
-    target_list: list[Target] = (
-        parse_targets([targets] if isinstance(targets, str) else [str(t) for t in targets])
-        if isinstance(targets, str) or (targets and isinstance(targets[0], str))
-        else list(targets)
-    )
-    if data is None:
-        check_calibration_source(target_list, train_data is not None)
-        data = embedded_samples(log)
-    data = data if isinstance(data, ImageDataset) else open_dataset(data)
-    out = Path(out)
-    data = fit_labels(model.num_classes, data, log)
     if train_data is not None and learns_from_labels(recipe):  # calibration alone reads no labels
         train_data = fit_labels(model.num_classes, train_data, log)
-    model = model.replace(labels=model.labels or data.classes or None)
-    plan = check_plan(recipe, target_list, train_data)  # a wrong combination fails before any work
+    plan = check_plan(recipe, targets, train_data)  # a wrong combination fails before any work
     check_unlabelled_training(recipe, train_data)
     max_accuracy_drop = accuracy_limit(max_accuracy_drop, recipe, data, log)
-    distributed.check_device(execution.device)
     for _, config in plan.stages:
         if isinstance(config, TrainConfig):
             check_precision(config, execution.device)
     with distributed.process_group(execution.device) as world:
         if not world.is_main:
-            runner = StageRunner.follower(partial_path(Path(out)), execution)
+            runner = StageRunner.follower(partial_path(out), execution)
             current = model
             for name, config in plan.stages:
                 current = runner.run(name, config, current, teacher=model, train=train_data, schemes=plan.schemes)
@@ -134,8 +115,8 @@ def run_compress(
         return _lead(
             model,
             data,
-            target_list,
-            Path(out),
+            targets,
+            out,
             recipe,
             train_data,
             options,
@@ -267,6 +248,7 @@ def _lead(
             max_accuracy_drop=limit,
             failures=failures,
         )
+        report._directory = out  # not in report.json, which lies in it
         (run / "report.json").write_text(report.model_dump_json(indent=2) + "\n")
     if failures:
         failed = AccuracyDropError(

@@ -30,7 +30,6 @@ from ..data import ImageDataset
 from ..errors import EdgeResNetError
 from ..evaluate import Accuracy, evaluate
 from ..export import Target
-from ..export.targets import TARGET_SCHEMES
 from ..loading import load_with_spec
 from ..models.model import Model
 from ..models.summary import count_macs, count_params
@@ -126,8 +125,7 @@ class StageRunner:
         if spec is None:
             raise EdgeResNetError(f"unknown stage {name!r}", f"use {', '.join(STAGES)}")
         if name == "qat":
-            if train is None:
-                raise EdgeResNetError("qat trains and needs training images", "pass --train-data")
+            assert train is not None, "plan.check_plan refuses a recipe that trains without training images"
             for scheme in schemes:
                 self._trained_qat(scheme, config, current, teacher, train)
             return current
@@ -153,7 +151,7 @@ class StageRunner:
 
     def sources(self, targets: list[Target]) -> dict[Target, Source]:
         """Each target's model: the QAT model of its runtime where one was trained, else the last float model."""
-        return {t: self._qat.get(TARGET_SCHEMES.get(t.name, ""), self._chain[-1]) for t in targets}
+        return {t: self._qat.get(t.qat_scheme or "", self._chain[-1]) for t in targets}
 
     def _directory(self, name: str) -> Path:
         directory = self.root / f"{self._numbered:02d}-{name}"

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..data import ImageDataset, open_dataset
-from .bench import BenchConfig, BenchReport, find_artifacts, result_name, run_directory
+from .bench import BenchConfig, BenchReport, locate_artifacts, result_name, run_directory
 from .bench import bench as measure
 from .remote import SSHDevice, remote_bench
 
@@ -44,7 +44,9 @@ def bench(
         print([(row.target, row.latency.p50_ms) for row in result.results if row.latency])
     """
     path = Path(path)
-    find_artifacts(path)  # a path without artifacts is the first thing to say, before any note about data
+    # A path without artifacts is the first thing to say, before any note about data (measuring
+    # and the ssh copy check each file's sha256 then: reading them here would be a second time).
+    locate_artifacts(path)
     if data is None and (found := default_data(path, config.seed)):
         data, run_subset, labelled = found
         if config.limit is None and run_subset:

@@ -109,7 +109,16 @@ class BenchReport(BaseModel):
 
 
 def find_artifacts(path: Path) -> list[tuple[Manifest, Path]]:
-    """(manifest, directory) of each artifact at `path`: a run directory, an artifact's directory or file."""
+    """(manifest, directory) of each artifact at `path`: a run directory, an artifact's directory or
+    file; each file's sha256 checked against its manifest."""
+    found = locate_artifacts(path)
+    for manifest, where in found:
+        check_artifact(manifest, where)  # a file changed since export is refused, not measured
+    return found
+
+
+def locate_artifacts(path: Path) -> list[tuple[Manifest, Path]]:
+    """``find_artifacts`` without reading the files: which manifests ``path`` holds, or why none."""
     path = Path(path)
     if not path.exists():
         raise EdgeResNetError(
@@ -134,8 +143,6 @@ def find_artifacts(path: Path) -> list[tuple[Manifest, Path]]:
             f"no artifact in {path} (no {MANIFEST_NAME})",
             "pass a run directory or an artifact written by `edgeresnet export`",
         )
-    for manifest, where in found:
-        check_artifact(manifest, where)  # a file changed since export is refused, not measured
     return found
 
 

@@ -33,7 +33,7 @@ from ..training.loop import EpochRecord, fit
 from ..training.losses import distillation_objective
 
 Scheme = Literal["tflite", "openvino", "coreml"]
-# The scheme each int8 target needs, for `scheme: auto`: export.targets.TARGET_SCHEMES (Target.qat_scheme).
+# The scheme each int8 target needs, for `scheme: auto`: its Target.qat_scheme.
 
 
 class QatConfig(TrainConfig):
