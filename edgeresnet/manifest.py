@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import EdgeResNetError
+from .rundir import write_atomically
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -138,7 +139,9 @@ def _version(package: str) -> str:
 
 def write_manifest(manifest: Manifest, directory: Path) -> Path:
     path = directory / MANIFEST_NAME
-    path.write_text(manifest.model_dump_json(indent=2) + "\n")
+    # Atomic: exporting reads a manifest found beside a file (runner.runtimes), and a run stopped
+    # while writing one would otherwise leave an empty manifest.json for its resume to read.
+    write_atomically(path, manifest.model_dump_json(indent=2) + "\n")
     return path
 
 

@@ -99,3 +99,14 @@ def _promote(staging: Path, out: Path) -> None:
         shutil.rmtree(retired, ignore_errors=True)
     else:
         staging.rename(out)
+
+
+def write_atomically(path: Path, data: str | bytes) -> None:
+    """Write ``path`` whole or not at all: a stop mid-write (a signal, a full disk) leaves the
+    old file or none, never a truncated one that a resumed run would then read."""
+    partial = path.with_name(path.name + ".partial")
+    if isinstance(data, str):
+        partial.write_text(data)
+    else:
+        partial.write_bytes(data)
+    os.replace(partial, path)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .models.model import Model
 from .models.plan import METADATA_KEY, PLAN_NAME
+from .rundir import write_atomically
 
 WEIGHTS_NAME = "model.safetensors"
 
@@ -37,16 +38,10 @@ def save(model: Model, directory: str | Path) -> Path:
     metadata = {"arch": model.arch}
     if model.plan is not None:
         metadata[METADATA_KEY] = model.plan.model_dump_json()
-        _write_atomically(directory / PLAN_NAME, model.plan.to_json().encode())
+        write_atomically(directory / PLAN_NAME, model.plan.to_json().encode())
     weights = directory / WEIGHTS_NAME
     partial = weights.with_name(weights.name + ".partial")
     state = {k: v.detach().contiguous() for k, v in model.module.state_dict().items()}
     save_file(state, partial, metadata=metadata)
     os.replace(partial, weights)
     return weights
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)

@@ -127,3 +127,25 @@ def _last_step(stderr: str) -> str:
 
 def _tail(log: Path) -> str:
     return log.read_text()[-3000:]
+
+
+def test_a_stop_while_a_file_is_written_leaves_the_old_file(tmp_path, monkeypatch):
+    """manifest.json, metrics.json and the channel plan are written whole or not at all: a run
+    stopped mid-write once left an empty manifest.json that its resume then failed to read."""
+    from edgeresnet.rundir import write_atomically
+
+    path = tmp_path / "manifest.json"
+    path.write_text('{"file": "old"}\n')
+    write_text = Path.write_text
+
+    def stopped_halfway(self, data, *args, **kwargs):
+        write_text(self, data[: len(data) // 2], *args, **kwargs)
+        raise KeyboardInterrupt  # what a SIGINT raises
+
+    monkeypatch.setattr(Path, "write_text", stopped_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(path, '{"file": "new"}\n')
+    monkeypatch.undo()
+    assert path.read_text() == '{"file": "old"}\n'
+    write_atomically(path, '{"file": "new"}\n')
+    assert path.read_text() == '{"file": "new"}\n' and not (tmp_path / "manifest.json.partial").exists()

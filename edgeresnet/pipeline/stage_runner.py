@@ -15,7 +15,6 @@ and writes.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from ..loading import load_with_spec
 from ..models.model import Model
 from ..models.summary import count_macs, count_params
 from ..run_report import StageRecord
+from ..rundir import write_atomically
 from ..saving import WEIGHTS_NAME, save
 from ..stages.registry import STAGES
 from ..training.config import Execution
@@ -188,7 +188,7 @@ class StageRunner:
             predictions = accuracy.predictions
             save(model, directory)
             np.save(directory / PREDICTIONS_NAME, predictions)
-            _write_atomically(metrics, record.model_dump_json(indent=2))  # last: it marks the stage finished
+            write_atomically(metrics, record.model_dump_json(indent=2) + "\n")  # last: it marks the stage finished
         self._chain.append(Source(name, model, predictions))
         self.records.append(record)
         return model
@@ -218,7 +218,7 @@ class StageRunner:
         if metrics.exists():  # resumed: the training time is the interrupted run's
             seconds = StageRecord(**json.loads(metrics.read_text())).seconds
         record = _record(name, model, accuracy, seconds, history)
-        _write_atomically(metrics, record.model_dump_json(indent=2))
+        write_atomically(metrics, record.model_dump_json(indent=2) + "\n")
         self._qat[scheme] = Source(name, model, accuracy.predictions)
         self.records.append(record)
 
@@ -245,7 +245,7 @@ def _record(name: str, model: Model, accuracy: Accuracy, seconds: float, history
 
 def _check_identity(path: Path, identity: dict) -> None:
     if not path.exists():
-        _write_atomically(path, json.dumps(identity, indent=2))
+        write_atomically(path, json.dumps(identity, indent=2) + "\n")
         return
     started = json.loads(path.read_text())
     for key, value in identity.items():
@@ -254,9 +254,3 @@ def _check_identity(path: Path, identity: dict) -> None:
                 f"the interrupted run in {path.parent} was started with a different {key.replace('_', ' ')}",
                 "rerun with the settings it was started with, or without --resume to start over",
             )
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text + "\n")
-    os.replace(partial, path)
